@@ -1,0 +1,124 @@
+"""Torch dataset over a DatasetIndex, for the two evaluation protocols and training.
+
+Protocols (SPEC §5):
+  ``resize256`` — every image resized to 256x256 (the paper's protocol); metrics at 256x256.
+  ``native``    — full resolution; the model pads to a multiple of its patch size and crops back,
+                  so metrics are at each image's original size (evaluate with batch size 1).
+Training samples may be cropped to a fixed square (target-centred with probability 0.5) and are
+augmented with flips and transposition (SPEC §3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from nairstd.data.images import resize_image, resize_mask_nearest, standardize
+from nairstd.data.index import DatasetIndex
+
+PROTOCOLS = ("resize256", "native")
+
+
+@dataclass
+class AugmentConfig:
+    crop_size: int | None = None  # square training crop; None keeps the whole (resized) image
+    target_crop_p: float = 0.5  # probability that a crop is centred on a random target pixel
+    flips: bool = True  # random horizontal and vertical flips
+    transpose: bool = True  # random transposition (only when the sample is square)
+
+
+class IRSTDDataset(Dataset):
+    """Samples of one split: {"image": (1,H,W) standardised, "mask": (1,H,W) 0/1, "stem", ...}."""
+
+    def __init__(
+        self,
+        index: DatasetIndex,
+        split: str,
+        protocol: str = "resize256",
+        train: bool = False,
+        augment: AugmentConfig | None = None,
+        size: int = 256,
+        seed: int = 0,
+    ) -> None:
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}")
+        self.index = index
+        self.split = split
+        self.stems = index.split(split)
+        if not self.stems:
+            raise ValueError(f"{index.root}: split {split!r} is empty")
+        self.protocol = protocol
+        self.train = train
+        self.augment = augment or AugmentConfig()
+        self.size = size
+        self.seed = seed
+        self.epoch = 0  # set by the trainer so augmentations differ per epoch yet repeat per seed
+        self._cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __len__(self) -> int:
+        return len(self.stems)
+
+    def load_pair(self, stem: str) -> tuple[np.ndarray, np.ndarray]:
+        """(image [0,1], bool mask) under this dataset's protocol, cached in memory."""
+        if stem not in self._cache:
+            image, mask = self.index.load(stem)
+            if self.protocol == "resize256":
+                image = resize_image(image, (self.size, self.size))
+                mask = resize_mask_nearest(mask, (self.size, self.size))
+            self._cache[stem] = (image, mask)
+        return self._cache[stem]
+
+    def __getitem__(self, i: int) -> dict:
+        stem = self.stems[i]
+        image, mask = self.load_pair(stem)
+        if self.train:
+            rng = np.random.default_rng((self.seed, self.epoch, i))
+            image, mask = augment_pair(image, mask, self.augment, rng)
+        image = standardize(image.astype(np.float32))
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image))[None],
+            "mask": torch.from_numpy(np.ascontiguousarray(mask)).float()[None],
+            "stem": stem,
+            "orig_hw": torch.tensor(mask.shape),
+        }
+
+
+def augment_pair(
+    image: np.ndarray, mask: np.ndarray, config: AugmentConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random crop (target-centred with probability p), flips and transpose, applied jointly."""
+    if config.crop_size:
+        image, mask = random_crop(image, mask, config.crop_size, config.target_crop_p, rng)
+    if config.flips and rng.random() < 0.5:
+        image, mask = image[:, ::-1], mask[:, ::-1]
+    if config.flips and rng.random() < 0.5:
+        image, mask = image[::-1], mask[::-1]
+    if config.transpose and image.shape[0] == image.shape[1] and rng.random() < 0.5:
+        image, mask = image.T, mask.T
+    return image, mask
+
+
+def random_crop(
+    image: np.ndarray, mask: np.ndarray, size: int, target_p: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """A size x size crop; images smaller than the crop are zero-padded (reflect would copy
+    targets)."""
+    h, w = image.shape
+    if h < size or w < size:
+        pad_h, pad_w = max(0, size - h), max(0, size - w)
+        image = np.pad(image, ((0, pad_h), (0, pad_w)), mode="constant")
+        mask = np.pad(mask, ((0, pad_h), (0, pad_w)), mode="constant")
+        h, w = image.shape
+    targets = np.argwhere(mask)
+    if len(targets) and rng.random() < target_p:
+        cy, cx = targets[rng.integers(len(targets))]
+        # Place the target anywhere inside the crop, not always at its centre.
+        top = int(np.clip(cy - rng.integers(size), 0, h - size))
+        left = int(np.clip(cx - rng.integers(size), 0, w - size))
+    else:
+        top = int(rng.integers(h - size + 1))
+        left = int(rng.integers(w - size + 1))
+    return image[top : top + size, left : left + size], mask[top : top + size, left : left + size]

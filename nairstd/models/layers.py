@@ -1,0 +1,150 @@
+"""Small building blocks shared by the model components."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class ConvBNAct(nn.Sequential):
+    """Conv2d -> BatchNorm -> ReLU (ReLU: the cheapest activation on CPU)."""
+
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        kernel: int = 3,
+        stride: int = 1,
+        groups: int = 1,
+        act: bool = True,
+        padding: int | None = None,
+    ) -> None:
+        pad = kernel // 2 if padding is None else padding
+        layers: list[nn.Module] = [
+            nn.Conv2d(in_ch, out_ch, kernel, stride, pad, groups=groups, bias=False),
+            nn.BatchNorm2d(out_ch),
+        ]
+        if act:
+            layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers)
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block: two 3x3 convs with an identity shortcut."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.conv1 = ConvBNAct(dim, dim, 3)
+        self.conv2 = ConvBNAct(dim, dim, 3, act=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(x + self.conv2(self.conv1(x)))
+
+
+class DWSepBlock(nn.Module):
+    """Depthwise 3x3 + pointwise 1x1 with an identity shortcut (MobileNet-style, cheap at native res)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dw = ConvBNAct(dim, dim, 3, groups=dim, act=False)
+        self.pw = ConvBNAct(dim, dim, 1, act=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(x + self.pw(self.dw(x)))
+
+
+def make_block(kind: str, dim: int) -> nn.Module:
+    if kind == "conv":
+        return BasicBlock(dim)
+    if kind == "dwsep":
+        return DWSepBlock(dim)
+    raise ValueError(f"unknown block kind {kind!r}; choose 'conv' or 'dwsep'")
+
+
+class MLP(nn.Sequential):
+    """Linear layers with GELU between them."""
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, layers: int = 2) -> None:
+        dims = [in_dim] + [hidden] * (layers - 1) + [out_dim]
+        mods: list[nn.Module] = []
+        for i in range(layers):
+            mods.append(nn.Linear(dims[i], dims[i + 1]))
+            if i < layers - 1:
+                mods.append(nn.GELU())
+        super().__init__(*mods)
+
+
+class Attention(nn.Module):
+    """Multi-head attention on (B, L, dim) tokens via F.scaled_dot_product_attention.
+
+    Written out (rather than nn.MultiheadAttention) so FLOP counting under the math SDPA backend
+    sees every matmul, and so queries, keys and values can come from different inputs.
+    """
+
+    def __init__(self, dim: int, heads: int = 1, out_proj: bool = True) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"attention dim {dim} is not divisible by {heads} heads")
+        self.heads = heads
+        self.q = nn.Linear(dim, dim)
+        self.k = nn.Linear(dim, dim)
+        self.v = nn.Linear(dim, dim)
+        self.proj = nn.Linear(dim, dim) if out_proj else nn.Identity()
+
+    def forward(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        B, Lq, D = q.shape
+        h = self.heads
+
+        def split(t: Tensor) -> Tensor:
+            return t.reshape(B, t.shape[1], h, D // h).transpose(1, 2)
+
+        out = F.scaled_dot_product_attention(split(self.q(q)), split(self.k(k)), split(self.v(v)))
+        return self.proj(out.transpose(1, 2).reshape(B, Lq, D))
+
+
+def sine_pos_2d(
+    ys: Tensor, xs: Tensor, dim: int, temperature: float = 10000.0
+) -> Tensor:
+    """DETR-style sine embedding of normalised coordinates in [0, 1]: (L,) y and x -> (L, dim).
+
+    dim // 4 frequencies per axis (sin and cos); leftover channels (dim not a multiple of 4) are 0.
+    """
+    nf = dim // 4
+    out = ys.new_zeros(ys.shape[0], dim)
+    if nf == 0:
+        return out
+    freqs = temperature ** (-torch.arange(nf, dtype=ys.dtype, device=ys.device) / nf)
+    ay = ys[:, None] * 2 * math.pi * freqs
+    ax = xs[:, None] * 2 * math.pi * freqs
+    out[:, : 4 * nf] = torch.cat([ay.sin(), ay.cos(), ax.sin(), ax.cos()], dim=1)
+    return out
+
+
+def grid_pos_2d(h: int, w: int, dim: int, device=None, dtype=torch.float32) -> Tensor:
+    """Sine embedding of the cell centres of an h x w grid in normalised coords: (h*w, dim), row-major."""
+    ys = (torch.arange(h, device=device, dtype=dtype) + 0.5) / h
+    xs = (torch.arange(w, device=device, dtype=dtype) + 0.5) / w
+    yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+    return sine_pos_2d(yy.reshape(-1), xx.reshape(-1), dim)
+
+
+def pad_to_multiple(x: Tensor, multiple: int, mode: str = "zeros") -> Tensor:
+    """Pad (B, C, H, W) at the bottom / right to multiples of `multiple`.
+
+    Bottom/right only, so the patch lattice keeps its origin at the top-left pixel (the labels and
+    the metrics use the same lattice). "reflect" falls back to "replicate" when the image is
+    smaller than the pad (reflect needs pad < size).
+    """
+    H, W = x.shape[-2:]
+    ph, pw = (-H) % multiple, (-W) % multiple
+    if ph == 0 and pw == 0:
+        return x
+    if mode == "zeros":
+        return F.pad(x, (0, pw, 0, ph))
+    if mode == "reflect":
+        m = "reflect" if ph < H and pw < W else "replicate"
+        return F.pad(x, (0, pw, 0, ph), mode=m)
+    raise ValueError(f"unknown pad_mode {mode!r}; choose 'zeros' or 'reflect'")

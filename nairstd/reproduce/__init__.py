@@ -1,0 +1,1 @@
+"""One module per notebook: the steps each numbered notebook calls, so cells stay one-liners."""

@@ -1,0 +1,70 @@
+"""Score a folder of predicted maps from any method against a dataset (the `score` command).
+
+A prediction is one PNG per image, same stem, holding the target probability x 255 (or a 0/255
+mask). It is binarised at probability > 0.5, i.e. pixel value > 127.5, exactly as our own models'
+outputs are, so numbers from other toolboxes and ours are comparable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from nairstd.data.images import IMAGE_EXTENSIONS, DataError, resize_mask_nearest
+from nairstd.data.index import DatasetIndex
+from nairstd.metrics import IRSTDMetrics
+
+
+def read_prediction(path: Path) -> np.ndarray:
+    """Probability map in [0, 1] from an 8-bit (or 16-bit) prediction image."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode not in ("L", "I;16", "I", "F"):
+                image = image.convert("L")
+            array = np.asarray(image)
+    except (OSError, ValueError) as err:
+        raise DataError(f"{path}: cannot read prediction ({err})") from err
+    scale = 65535.0 if array.dtype == np.uint16 or array.max(initial=0) > 255 else 255.0
+    return array.astype(np.float32) / scale
+
+
+def find_prediction(pred_dir: Path, stem: str) -> Path:
+    for ext in IMAGE_EXTENSIONS:
+        candidate = pred_dir / f"{stem}{ext}"
+        if candidate.is_file():
+            return candidate
+    raise DataError(f"{pred_dir}/{stem}.png: missing prediction for image {stem}")
+
+
+def score_folder(
+    pred_dir: str | Path,
+    index: DatasetIndex,
+    stems: list[str],
+    protocol: str = "native",
+    size: int = 256,
+) -> dict:
+    """SPEC §6 metrics of the predictions in `pred_dir` for `stems` of `index`."""
+    pred_dir = Path(pred_dir)
+    if not pred_dir.is_dir():
+        raise DataError(f"{pred_dir}: prediction folder not found")
+    metrics = IRSTDMetrics()
+    for stem in stems:
+        pred_file = find_prediction(pred_dir, stem)
+        prob = read_prediction(pred_file)
+        _, gt = index.load(stem)
+        if protocol == "resize256":
+            gt = resize_mask_nearest(gt, (size, size))
+        if prob.shape != gt.shape:
+            hint = " (use --protocol resize256)" if prob.shape == (size, size) else ""
+            raise DataError(
+                f"{pred_file}: prediction is {prob.shape[1]}x{prob.shape[0]} but the ground truth "
+                f"is {gt.shape[1]}x{gt.shape[0]} under protocol {protocol}{hint}"
+            )
+        metrics.update(prob, gt)
+    result = metrics.compute()
+    result.update({"protocol": protocol, "dataset": index.name, "pred_dir": str(pred_dir)})
+    return result
