@@ -57,8 +57,8 @@ def _cmd_data_hard(args: argparse.Namespace) -> int:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from nairstd.data.index import find_dataset
     from nairstd.data.index import _read_list as read_list
+    from nairstd.data.index import find_dataset
     from nairstd.metrics import format_metrics
     from nairstd.score import score_folder
 
@@ -76,7 +76,9 @@ def _cmd_score(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"{index.name} ({len(stems)} images, protocol {args.protocol}): {format_metrics(result)}")
+        print(
+            f"{index.name} ({len(stems)} images, protocol {args.protocol}): {format_metrics(result)}"
+        )
     return 0
 
 
@@ -96,7 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verbs = parser.add_subparsers(dest="verb", required=True)
 
-    data = verbs.add_parser("data", help="dataset tools").add_subparsers(dest="data_verb", required=True)
+    data = verbs.add_parser("data", help="dataset tools").add_subparsers(
+        dest="data_verb", required=True
+    )
     stats = data.add_parser("stats", help="images, targets, splits, sizes, warnings per dataset")
     stats.add_argument("path", nargs="*", help="dataset folder(s) or name(s); default: all found")
     stats.add_argument("--json", action="store_true", help="print JSON")

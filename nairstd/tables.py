@@ -47,5 +47,7 @@ def write_table(
     csv_path = write_text(out_dir / f"{name}.csv", df.to_csv(index=False))
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [f"# {title}", "", *[f"- {n}" for n in notes or []], f"- written {stamp}", ""]
-    md_path = write_text(out_dir / f"{name}.md", "\n".join(lines) + to_markdown(df, floatfmt) + "\n")
+    md_path = write_text(
+        out_dir / f"{name}.md", "\n".join(lines) + "\n" + to_markdown(df, floatfmt) + "\n"
+    )
     return csv_path, md_path

@@ -102,7 +102,15 @@ def test_score_list_file_and_perfect_prediction(tmp_path, capsys):
     for stem in ("img0", "img1"):
         Image.open(folder / "masks" / f"{stem}.png").save(pred / f"{stem}.png")
     (tmp_path / "list.txt").write_text("img0\nimg1\n")
-    args = ["score", "--pred", str(pred), "--data", str(folder), "--list", str(tmp_path / "list.txt")]
+    args = [
+        "score",
+        "--pred",
+        str(pred),
+        "--data",
+        str(folder),
+        "--list",
+        str(tmp_path / "list.txt"),
+    ]
     assert main([*args, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["IoU"] == 100.0 and result["Pd"] == 100.0 and result["Fa"] == 0.0

@@ -10,8 +10,15 @@ import torch
 from conftest import write_toolbox_dataset
 from PIL import Image
 
-from nairstd.data import AugmentConfig, DataError, IRSTDDataset, open_dataset, read_image
-from nairstd.data import find_dataset, read_mask
+from nairstd.data import (
+    AugmentConfig,
+    DataError,
+    IRSTDDataset,
+    find_dataset,
+    open_dataset,
+    read_image,
+    read_mask,
+)
 
 
 def test_every_image_mode_becomes_float_grey(tmp_path):
@@ -113,7 +120,11 @@ def test_dataset_protocols_and_augmentation(tmp_path):
     resized = IRSTDDataset(index, "test", protocol="resize256")
     assert resized[0]["image"].shape == (1, 256, 256)
     train = IRSTDDataset(
-        index, "train", protocol="native", train=True, augment=AugmentConfig(crop_size=32, target_crop_p=1.0)
+        index,
+        "train",
+        protocol="native",
+        train=True,
+        augment=AugmentConfig(crop_size=32, target_crop_p=1.0),
     )
     for i in range(len(train)):
         s = train[i]

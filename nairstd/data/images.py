@@ -97,7 +97,7 @@ def resize_image(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
 
 
-def standardize(image: np.ndarray | "torch.Tensor", eps: float = 1e-6):  # noqa: F821
+def standardize(image: np.ndarray | torch.Tensor, eps: float = 1e-6):  # noqa: F821
     """Per-image zero mean / unit variance: the network input for every bit depth.
 
     Infrared targets are defined by local contrast, and 16-bit sensors use a narrow slice of

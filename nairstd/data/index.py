@@ -21,8 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from nairstd.data.images import IMAGE_EXTENSIONS, DataError, read_image, read_mask
-from nairstd.data.images import resize_mask_nearest
+from nairstd.data.images import (
+    IMAGE_EXTENSIONS,
+    DataError,
+    read_image,
+    read_mask,
+    resize_mask_nearest,
+)
 from nairstd.paths import data_roots
 
 SPLITS = ("train", "val", "test")

@@ -1,0 +1,212 @@
+"""Benchmarks: `python -m nairstd.bench model [--size tiny|base] [--variants ...] [--json]`.
+
+For every model variant at 256 x 256: parameters, FLOPs (FlopCounterMode under the math SDPA
+backend, so the attention matmuls are counted; FLOPs = 2 x multiply-adds), median CPU latency at
+batch 1, Stage-2 training throughput at batch 8, and for the native-branch variants the FLOPs of
+the cross-scale injection at K = top_k versus dense injection of all N patches (K = N).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+from nairstd.models import build_model, list_models
+from nairstd.models.layers import pad_to_multiple
+from nairstd.models.na_irstd import NaIRSTD
+from nairstd.models.scoring import k_for, select_top_k
+
+DEFAULT_VARIANTS = ("detector", "detector_ds2", "dense_cnn", "na_irstd")
+
+
+def count_flops(fn, *args: Any) -> int:
+    """Total FLOPs of fn(*args) (2 x multiply-adds), attention counted via the math SDPA backend.
+
+    Runs with autograd enabled (forward only is counted): FlopCounterMode's module tracker trips
+    over views of parameters made under no_grad in this torch version.
+    """
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as fc:
+        fn(*args)
+    return int(fc.get_total_flops())
+
+
+def injection_flops(model: NaIRSTD, x: torch.Tensor) -> tuple[int, int, int, int]:
+    """(FLOPs at K = top_k, FLOPs with all N patches injected, K, N) for one image."""
+    model.eval()
+    with torch.no_grad():
+        xp = pad_to_multiple(x, model.pad_multiple, model.config.pad_mode)
+        feats_na, patch_logits, grid = model._score(xp)
+        feats_bb, _ = model.detector.encode(xp)
+        n = patch_logits.shape[1]
+        k = k_for(n, model.top_k)
+        sel_k = select_top_k(patch_logits, k)
+        sel_all = torch.arange(n).unsqueeze(0).expand(x.shape[0], -1)
+    f_k = count_flops(model.injection, feats_bb, feats_na, sel_k, grid)
+    f_all = count_flops(model.injection, feats_bb, feats_na, sel_all, grid)
+    return f_k, f_all, k, n
+
+
+@torch.no_grad()
+def latency_ms(model: nn.Module, x: torch.Tensor, warmup: int = 5, iters: int = 20) -> float:
+    """Median eval latency in ms."""
+    model.eval()
+    for _ in range(warmup):
+        model(x)
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        model(x)
+        times.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(times)
+
+
+def train_throughput(
+    model: nn.Module, batch: int = 8, hw: int = 256, warmup: int = 2, steps: int = 6
+) -> float:
+    """Images/s of Stage-2 training steps (forward + BCE + Dice + backward + Adam step)."""
+    model.train()
+    if isinstance(model, NaIRSTD):
+        model.freeze_scorer(True)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(batch, 1, hw, hw, generator=g)
+    y = (torch.rand(batch, 1, hw, hw, generator=g) > 0.995).float()
+
+    def step() -> None:
+        logits = model(x)
+        p = logits.sigmoid()
+        dice = 1 - (2 * (p * y).sum((1, 2, 3)) + 1) / (p.sum((1, 2, 3)) + y.sum((1, 2, 3)) + 1)
+        loss = F.binary_cross_entropy_with_logits(logits, y) + dice.mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(warmup):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return batch * steps / (time.perf_counter() - t0)
+
+
+def bench_models(
+    size: str = "tiny",
+    variants: list[str] | tuple[str, ...] | None = None,
+    as_json: bool = False,
+    *,
+    hw: int = 256,
+    batch: int = 8,
+    warmup: int = 5,
+    iters: int = 20,
+    train_steps: int = 6,
+    verbose: bool = True,
+) -> list[dict[str, Any]]:
+    """Benchmark each variant; print a table (or JSON with as_json) unless verbose=False; return rows."""
+    variants = list(variants or DEFAULT_VARIANTS)
+    torch.manual_seed(0)
+    x = torch.rand(1, 1, hw, hw)
+    rows = []
+    for name in variants:
+        model = build_model(name, size=size)
+        model.eval()
+        row: dict[str, Any] = {
+            "variant": name,
+            "size": size,
+            "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
+            "gflops": count_flops(model, x) / 1e9,
+            "latency_ms": latency_ms(model, x, warmup, iters),
+            "train_img_s": train_throughput(model, batch, hw, steps=train_steps),
+            "inject_k": None,
+            "inject_gflops_k": None,
+            "inject_gflops_dense": None,
+            "inject_ratio": None,
+        }
+        if isinstance(model, NaIRSTD):
+            f_k, f_all, k, n = injection_flops(model, x)
+            row.update(
+                inject_k=f"{k}/{n}",
+                inject_gflops_k=f_k / 1e9,
+                inject_gflops_dense=f_all / 1e9,
+                inject_ratio=f_all / max(f_k, 1),
+            )
+        rows.append(row)
+    if verbose:
+        print(json.dumps(rows, indent=2) if as_json else format_table(rows, hw, batch))
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]], hw: int = 256, batch: int = 8) -> str:
+    """Readable aligned table of `bench_models` rows."""
+    head = [
+        f"Model benchmark at {hw}x{hw}, CPU threads={torch.get_num_threads()}, torch {torch.__version__}",
+        "FLOPs = 2 x multiply-adds (torch FlopCounterMode, math SDPA backend); latency: median, "
+        f"batch 1, eval; train: Stage-2 step (fwd + bwd + Adam), batch {batch}",
+    ]
+    cols = [
+        ("variant", "{}"),
+        ("size", "{}"),
+        ("params_M", "{:.3f}"),
+        ("gflops", "{:.3f}"),
+        ("latency_ms", "{:.1f}"),
+        ("train_img_s", "{:.1f}"),
+        ("inject_k", "{}"),
+        ("inject_gflops_k", "{:.4f}"),
+        ("inject_gflops_dense", "{:.4f}"),
+        ("inject_ratio", "{:.1f}"),
+    ]
+    cells = [[c for c, _ in cols]]
+    for r in rows:
+        cells.append(["-" if r[c] is None else fmt.format(r[c]) for c, fmt in cols])
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
+    lines = ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    base = {r["variant"]: r for r in rows}
+    if "detector" in base and "na_irstd" in base:
+        ratio = base["na_irstd"]["latency_ms"] / base["detector"]["latency_ms"]
+        lines.append(f"na_irstd / detector latency: {ratio:.2f}x")
+    return "\n".join(head + lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m nairstd.bench", description=__doc__.splitlines()[0]
+    )
+    sub = parser.add_subparsers(dest="what", required=True)
+    p = sub.add_parser("model", help="parameters, FLOPs, latency, training throughput per variant")
+    p.add_argument("--size", default="tiny", choices=["tiny", "base"])
+    p.add_argument(
+        "--variants", nargs="+", default=None, help=f"default: {' '.join(DEFAULT_VARIANTS)}"
+    )
+    p.add_argument("--hw", type=int, default=256, help="square input size (default 256)")
+    p.add_argument("--batch", type=int, default=8, help="training batch (default 8)")
+    p.add_argument("--iters", type=int, default=20, help="timed latency iterations")
+    p.add_argument("--train-steps", type=int, default=6, help="timed training steps")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+    if args.variants:
+        unknown = sorted(set(args.variants) - set(list_models()))
+        if unknown:
+            parser.error(f"unknown variants {unknown}; registered: {list_models()}")
+    bench_models(
+        args.size,
+        args.variants,
+        args.json,
+        hw=args.hw,
+        batch=args.batch,
+        iters=args.iters,
+        train_steps=args.train_steps,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,137 @@
+"""Cross-scale injection of the selected native patches into the detector features (Eq. 4, 13).
+
+At stage l (stride s_l) the map F_l^bb is cut into (P/s_l) x (P/s_l) windows on the patch
+lattice: patch (r, c) <-> window rows r*P/s_l .. (r+1)*P/s_l - 1, same for columns, so window
+index r * cols + c is patch index r * cols + c. Only the K selected windows are touched; the
+gather / scatter is batched over images and patches with flat indices b * N + i (no Python loop).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .layers import grid_pos_2d
+
+
+def window_partition(f: Tensor, window: int) -> Tensor:
+    """(B, C, H, W) -> (B, N, window^2, C) with row-major windows and row-major tokens inside."""
+    B, C, H, W = f.shape
+    rows, cols = H // window, W // window
+    t = f.reshape(B, C, rows, window, cols, window).permute(0, 2, 4, 3, 5, 1)
+    return t.reshape(B, rows * cols, window * window, C)
+
+
+def window_reverse(t: Tensor, grid: tuple[int, int], window: int) -> Tensor:
+    """Inverse of `window_partition`: (B, N, window^2, C) -> (B, C, rows*window, cols*window)."""
+    rows, cols = grid
+    B, _, _, C = t.shape
+    f = t.reshape(B, rows, cols, window, window, C).permute(0, 5, 1, 3, 2, 4)
+    # contiguous: for 1x1 windows the reshape is a channels-last view, and a different memory
+    # layout would let the convs downstream pick other kernels (not bit-identical at gamma = 0).
+    return f.reshape(B, C, rows * window, cols * window).contiguous()
+
+
+class InjectionBlock(nn.Module):
+    """Eq. 13 for one stage: the window's semantic tokens G attend to the patch's native tokens.
+
+    G <- G + gamma * softmax((G Wq)(phi(F) Wk)^T / sqrt(C)) (phi(F) Wv), gamma initialised to 0.
+    Pre-LayerNorms and in-patch sine positions on queries / keys are our additions (config
+    `inject_norm`, `inject_pos`): native and semantic features live on different scales, and
+    without positions a window token cannot tell which native pixels lie under it.
+    """
+
+    def __init__(
+        self,
+        sem_dim: int,
+        native_dim: int,
+        window: int,
+        native_size: int,
+        heads: int = 1,
+        norm: bool = True,
+        pos: bool = True,
+        gamma_init: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if sem_dim % heads:
+            raise ValueError(f"inject_heads {heads} must divide the stage width {sem_dim}")
+        self.heads = heads
+        self.phi = nn.Linear(native_dim, sem_dim)  # phi_l: d_l -> C_l
+        self.norm_g = nn.LayerNorm(sem_dim) if norm else nn.Identity()
+        self.norm_f = nn.LayerNorm(sem_dim) if norm else nn.Identity()
+        self.q = nn.Linear(sem_dim, sem_dim)
+        self.k = nn.Linear(sem_dim, sem_dim)
+        self.v = nn.Linear(sem_dim, sem_dim)
+        self.gamma = nn.Parameter(torch.tensor(float(gamma_init)))
+        pos_g = grid_pos_2d(window, window, sem_dim) if pos else torch.zeros(1, sem_dim)
+        pos_f = grid_pos_2d(native_size, native_size, sem_dim) if pos else torch.zeros(1, sem_dim)
+        self.register_buffer("pos_g", pos_g, persistent=False)
+        self.register_buffer("pos_f", pos_f, persistent=False)
+
+    def forward(self, g: Tensor, f: Tensor) -> Tensor:
+        """g (M, w^2, C) window tokens, f (M, d, P_l, P_l) native patch -> updated g."""
+        M, Lg, C = g.shape
+        f = self.phi(f.flatten(2).transpose(1, 2))  # (M, P_l^2, C)
+        gn, fn = self.norm_g(g), self.norm_f(f)
+        h = self.heads
+
+        def split(t: Tensor) -> Tensor:
+            return t.reshape(M, t.shape[1], h, C // h).transpose(1, 2)
+
+        q = split(self.q(gn + self.pos_g))
+        k = split(self.k(fn + self.pos_f))
+        v = split(self.v(fn))
+        a = F.scaled_dot_product_attention(q, k, v)  # scale 1/sqrt(C / heads) = 1/sqrt(C_l)
+        return g + self.gamma * a.transpose(1, 2).reshape(M, Lg, C)
+
+
+class CrossScaleInjection(nn.Module):
+    """One `InjectionBlock` per detector stage whose stride divides P (stage l needs P % s_l == 0)."""
+
+    def __init__(
+        self,
+        widths: tuple[int, ...],
+        native_widths: tuple[int, ...],
+        strides: tuple[int, ...],
+        patch_size: int,
+        heads: int = 1,
+        norm: bool = True,
+        pos: bool = True,
+        gamma_init: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.patch_size = patch_size
+        self.strides = strides
+        self.blocks = nn.ModuleList()
+        for i, (c, d, s) in enumerate(zip(widths, native_widths, strides)):
+            if patch_size % s:  # a window would be a fraction of a token: skip this stage
+                self.blocks.append(nn.Identity())
+                continue
+            self.blocks.append(
+                InjectionBlock(c, d, patch_size // s, patch_size >> i, heads, norm, pos, gamma_init)
+            )
+
+    def forward(
+        self,
+        feats_bb: list[Tensor],
+        feats_na: list[Tensor],
+        selected: Tensor,
+        grid: tuple[int, int],
+    ) -> list[Tensor]:
+        """feats_bb [(B, C_l, H_l, W_l)], feats_na [(B, N, d_l, P_l, P_l)], selected (B, K) -> fused maps."""
+        B, K = selected.shape
+        N = grid[0] * grid[1]
+        flat = (torch.arange(B, device=selected.device).unsqueeze(1) * N + selected).reshape(-1)
+        fused = []
+        for f_bb, f_na, block, s in zip(feats_bb, feats_na, self.blocks, self.strides):
+            if isinstance(block, nn.Identity):
+                fused.append(f_bb)
+                continue
+            w = self.patch_size // s
+            C = f_bb.shape[1]
+            win = window_partition(f_bb, w).reshape(B * N, w * w, C)
+            g = block(win.index_select(0, flat), f_na.reshape(B * N, *f_na.shape[2:]).index_select(0, flat))
+            win = win.index_copy(0, flat, g)
+            fused.append(window_reverse(win.reshape(B, N, w * w, C), grid, w))
+        return fused
