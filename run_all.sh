@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Regenerate every table and figure of the paper: runs notebooks/NN_*.ipynb in order with
-# papermill into outputs/notebooks/.
+# papermill into outputs/notebooks/ (+ HTML copies) and writes outputs/REPORT.md.
 #   ./run_all.sh [--profile smoke|quick|paper] [--from NN]
 # Uses ../shared/datasets when NAIRSTD_DATA is unset and that folder exists; otherwise the
-# built-in synthetic datasets (generated into data/ by notebook 01).
+# built-in synthetic datasets (generated into data/ by notebook 01). Trained runs are cached in
+# outputs/runs/ and reused.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 profile=quick
@@ -14,28 +15,42 @@ while [ $# -gt 0 ]; do
     --profile=*) profile="${1#*=}"; shift ;;
     --from) from="$2"; shift 2 ;;
     --from=*) from="${1#*=}"; shift ;;
-    -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
     *) echo "run_all.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 case "$profile" in smoke|quick|paper) ;; *) echo "run_all.sh: unknown profile $profile" >&2; exit 2 ;; esac
 source scripts/bootstrap.sh
 if [ -z "${NAIRSTD_DATA:-}" ] && [ -d ../shared/datasets ]; then
-  export NAIRSTD_DATA="$(cd ../shared/datasets && pwd)"
+  NAIRSTD_DATA="$(cd ../shared/datasets && pwd)"
+  export NAIRSTD_DATA
 fi
 echo "run_all.sh: profile $profile, data roots: ${NAIRSTD_DATA:-<none>} + data/"
-mkdir -p outputs/notebooks
+out=outputs/notebooks
+mkdir -p "$out"
+times="$out/times.json"
+echo "{}" > "$times"
 total_start=$SECONDS
 for notebook in notebooks/[0-9][0-9]_*.ipynb; do
   name="$(basename "$notebook" .ipynb)"
-  [ "${name:0:2}" \< "$from" ] && continue
+  [[ "${name:0:2}" < "$from" ]] && continue
   start=$SECONDS
-  echo "== $name"
-  if ! papermill --cwd notebooks --log-level WARNING -p profile "$profile" \
-      "$notebook" "outputs/notebooks/$name.ipynb"; then
-    echo "run_all.sh: FAILED in $name (executed copy with the failing cell: outputs/notebooks/$name.ipynb)" >&2
+  echo "== $name ($(date +%H:%M:%S))"
+  if ! papermill --cwd notebooks --log-level WARNING --no-progress-bar -p profile "$profile" \
+      "$notebook" "$out/$name.ipynb"; then
+    echo "run_all.sh: FAILED in $name, $(python -m nairstd.report --failed "$out/$name.ipynb")" >&2
+    echo "run_all.sh: executed copy: $out/$name.ipynb; fix, then resume with --from ${name:0:2}" >&2
     exit 1
   fi
-  echo "   $name: $((SECONDS - start)) s"
+  seconds=$((SECONDS - start))
+  python - "$times" "$name" "$seconds" <<'PY'
+import json, sys
+path, name, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+times = json.load(open(path)); times[name] = seconds
+json.dump(times, open(path, "w"), indent=1)
+PY
+  jupyter nbconvert --to html --log-level WARN "$out/$name.ipynb" --output-dir "$out" >/dev/null
+  echo "   $name: $seconds s"
 done
-echo "run_all.sh: all notebooks done in $((SECONDS - total_start)) s (profile $profile)"
+python -m nairstd.report --profile "$profile" --times "$times"
+echo "run_all.sh: done in $((SECONDS - total_start)) s (profile $profile); see outputs/REPORT.md"

@@ -21,7 +21,6 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from nairstd.models import build_model, list_models
-from nairstd.models.layers import pad_to_multiple
 from nairstd.models.na_irstd import NaIRSTD
 from nairstd.models.scoring import k_for, select_top_k
 
@@ -43,7 +42,7 @@ def injection_flops(model: NaIRSTD, x: torch.Tensor) -> tuple[int, int, int, int
     """(FLOPs at K = top_k, FLOPs with all N patches injected, K, N) for one image."""
     model.eval()
     with torch.no_grad():
-        xp = pad_to_multiple(x, model.pad_multiple, model.config.pad_mode)
+        xp = model._pad(x)
         feats_na, patch_logits, grid = model._score(xp)
         feats_bb, _ = model.detector.encode(xp)
         n = patch_logits.shape[1]

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from .config import DetectorConfig, make_config
 from .encoder import Encoder
-from .layers import pad_to_multiple
+from .layers import pad_to_multiple, to_memory_format
 from .pixel_decoder import PixelDecoder
 from .registry import register_model
 from .transformer_decoder import TransformerDecoder
@@ -84,6 +84,7 @@ class Detector(nn.Module):
         if self.config.input_downsample > 1:
             s = 1 / self.config.input_downsample
             xin = F.interpolate(xp, scale_factor=s, mode="bilinear", align_corners=False)
+        xin = to_memory_format(xin, self.config.channels_last)
         feats, skip = self.encode(xin)
         logits = self.decode(feats, skip, xin)
         if logits.shape[-2:] != xp.shape[-2:]:

@@ -3,7 +3,7 @@
 At stage l (stride s_l) the map F_l^bb is cut into (P/s_l) x (P/s_l) windows on the patch
 lattice: patch (r, c) <-> window rows r*P/s_l .. (r+1)*P/s_l - 1, same for columns, so window
 index r * cols + c is patch index r * cols + c. Only the K selected windows are touched; the
-gather / scatter is batched over images and patches with flat indices b * N + i (no Python loop).
+gather / scatter is batched over images and patches with index tensors (no Python loop).
 """
 
 from __future__ import annotations
@@ -15,22 +15,38 @@ from torch import Tensor, nn
 from .layers import grid_pos_2d
 
 
-def window_partition(f: Tensor, window: int) -> Tensor:
-    """(B, C, H, W) -> (B, N, window^2, C) with row-major windows and row-major tokens inside."""
+def window_index(selected: Tensor, grid: tuple[int, int]) -> tuple[Tensor, Tensor, Tensor]:
+    """Selected patch indices (B, K) -> flat (B*K,) image, window-row and window-column indices."""
+    B, K = selected.shape
+    b = torch.arange(B, device=selected.device).repeat_interleave(K)
+    i = selected.reshape(-1)
+    return b, i // grid[1], i % grid[1]
+
+
+def _windows6d(f: Tensor, window: int) -> Tensor:
+    """(B, C, H, W) -> view (B, C, rows, window, cols, window); keeps f's memory format."""
     B, C, H, W = f.shape
-    rows, cols = H // window, W // window
-    t = f.reshape(B, C, rows, window, cols, window).permute(0, 2, 4, 3, 5, 1)
-    return t.reshape(B, rows * cols, window * window, C)
+    return f.view(B, C, H // window, window, W // window, window)
 
 
-def window_reverse(t: Tensor, grid: tuple[int, int], window: int) -> Tensor:
-    """Inverse of `window_partition`: (B, N, window^2, C) -> (B, C, rows*window, cols*window)."""
-    rows, cols = grid
-    B, _, _, C = t.shape
-    f = t.reshape(B, rows, cols, window, window, C).permute(0, 5, 1, 3, 2, 4)
-    # contiguous: for 1x1 windows the reshape is a channels-last view, and a different memory
-    # layout would let the convs downstream pick other kernels (not bit-identical at gamma = 0).
-    return f.reshape(B, C, rows * window, cols * window).contiguous()
+def gather_windows(f: Tensor, b: Tensor, r: Tensor, c: Tensor, window: int) -> Tensor:
+    """Windows (r, c) of images b of f (B, C, H, W) -> tokens (M, window^2, C), row-major inside.
+
+    Window (r, c) covers rows r*window .. (r+1)*window - 1 and columns c*window .. (c+1)*window - 1.
+    """
+    g = _windows6d(f, window)[b, :, r, :, c, :]  # (M, C, window, window)
+    return g.permute(0, 2, 3, 1).reshape(g.shape[0], window * window, f.shape[1])
+
+
+def scatter_windows(f: Tensor, g: Tensor, b: Tensor, r: Tensor, c: Tensor, window: int) -> Tensor:
+    """Out-of-place inverse of `gather_windows`: a copy of f with windows (b, r, c) set to g.
+
+    clone() keeps f's memory format, so untouched values and the layout are bit-identical.
+    """
+    out = f.clone()
+    M, _, C = g.shape
+    _windows6d(out, window)[b, :, r, :, c, :] = g.reshape(M, window, window, C).permute(0, 3, 1, 2)
+    return out
 
 
 class InjectionBlock(nn.Module):
@@ -120,18 +136,16 @@ class CrossScaleInjection(nn.Module):
         grid: tuple[int, int],
     ) -> list[Tensor]:
         """feats_bb [(B, C_l, H_l, W_l)], feats_na [(B, N, d_l, P_l, P_l)], selected (B, K) -> fused maps."""
-        B, K = selected.shape
-        N = grid[0] * grid[1]
-        flat = (torch.arange(B, device=selected.device).unsqueeze(1) * N + selected).reshape(-1)
+        B, N = selected.shape[0], grid[0] * grid[1]
+        b, r, c = window_index(selected, grid)
+        flat = b * N + selected.reshape(-1)  # row b*N + i of the (B*N, ...) native features
         fused = []
         for f_bb, f_na, block, s in zip(feats_bb, feats_na, self.blocks, self.strides):
             if isinstance(block, nn.Identity):
                 fused.append(f_bb)
                 continue
             w = self.patch_size // s
-            C = f_bb.shape[1]
-            win = window_partition(f_bb, w).reshape(B * N, w * w, C)
-            g = block(win.index_select(0, flat), f_na.reshape(B * N, *f_na.shape[2:]).index_select(0, flat))
-            win = win.index_copy(0, flat, g)
-            fused.append(window_reverse(win.reshape(B, N, w * w, C), grid, w))
+            g = gather_windows(f_bb, b, r, c, w)
+            f = f_na.reshape(B * N, *f_na.shape[2:]).index_select(0, flat)
+            fused.append(scatter_windows(f_bb, block(g, f), b, r, c, w))
         return fused

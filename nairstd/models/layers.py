@@ -131,6 +131,12 @@ def grid_pos_2d(h: int, w: int, dim: int, device=None, dtype=torch.float32) -> T
     return sine_pos_2d(yy.reshape(-1), xx.reshape(-1), dim)
 
 
+def to_memory_format(x: Tensor, channels_last: bool) -> Tensor:
+    """x in NHWC (channels_last) or NCHW layout."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return x.contiguous(memory_format=fmt)
+
+
 def pad_to_multiple(x: Tensor, multiple: int, mode: str = "zeros") -> Tensor:
     """Pad (B, C, H, W) at the bottom / right to multiples of `multiple`.
 

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from .config import NaIRSTDConfig, make_config
 from .detector import Detector
 from .injection import CrossScaleInjection
-from .layers import pad_to_multiple
+from .layers import pad_to_multiple, to_memory_format
 from .native_branch import DenseNativeBranch, PatchNativeBranch
 from .registry import register_model
 from .scoring import ScoringMLP, k_for, select_top_k
@@ -41,7 +41,13 @@ class NaIRSTD(nn.Module):
         self.detector = Detector(c)
         if c.native == "patch":
             self.native = PatchNativeBranch(
-                c.patch_size, c.in_chans, c.native_widths, c.native_depths, c.native_block, c.gpm_head_dim
+                c.patch_size,
+                c.in_chans,
+                c.native_widths,
+                c.native_depths,
+                c.native_block,
+                c.gpm_head_dim,
+                c.channels_last,
             )
         elif c.native == "dense":
             self.native = DenseNativeBranch(
@@ -108,19 +114,22 @@ class NaIRSTD(nn.Module):
         return self
 
     # -- forward passes --------------------------------------------------------------------
+    def _pad(self, x: Tensor) -> Tensor:
+        xp = pad_to_multiple(x, self.pad_multiple, self.config.pad_mode)
+        return to_memory_format(xp, self.config.channels_last)
+
     def _score(self, xp: Tensor) -> tuple[list[Tensor], Tensor, tuple[int, int]]:
         feats_na, tokens, grid = self.native(xp)
         return feats_na, self.scorer(tokens), grid
 
     def score_patches(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Stage 1: native branch + scorer only (no detector) -> (patch_logits, patch_scores) (B, N)."""
-        xp = pad_to_multiple(x, self.pad_multiple, self.config.pad_mode)
-        _, logits, _ = self._score(xp)
+        _, logits, _ = self._score(self._pad(x))
         return logits, logits.sigmoid()
 
     def forward(self, x: Tensor, return_extras: bool = False) -> Tensor | dict[str, Any]:
         H, W = x.shape[-2:]
-        xp = pad_to_multiple(x, self.pad_multiple, self.config.pad_mode)
+        xp = self._pad(x)
         feats_na, patch_logits, grid = self._score(xp)
         scores = patch_logits.sigmoid()
         # Hard Top-K on detached scores: the segmentation loss never reaches the scorer this way.

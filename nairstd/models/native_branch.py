@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .layers import Attention, ConvBNAct, make_block
+from .layers import Attention, ConvBNAct, make_block, to_memory_format
 
 
 def patchify(x: Tensor, patch_size: int) -> tuple[Tensor, tuple[int, int]]:
@@ -90,9 +90,11 @@ class PatchNativeBranch(nn.Module):
         depths: tuple[int, ...],
         block: str = "dwsep",
         gpm_head_dim: int = 16,
+        channels_last: bool = True,
     ) -> None:
         super().__init__()
         self.patch_size = patch_size
+        self.channels_last = channels_last
         self.pde = PDE(in_chans, widths, depths, block)
         self.gpm = nn.ModuleList(GPM(w, max(1, w // gpm_head_dim)) for w in widths)
 
@@ -100,6 +102,7 @@ class PatchNativeBranch(nn.Module):
         """Padded image (B, C, H, W) -> ([F_l^na (B, N, d_l, P_l, P_l)], final tokens (B, N, d_L), grid)."""
         B = x.shape[0]
         y, grid = patchify(x, self.patch_size)  # (B*N, C, P, P)
+        y = to_memory_format(y, self.channels_last)
         N = grid[0] * grid[1]
         feats = []
         tokens = y.new_zeros(0)

@@ -1,0 +1,123 @@
+"""outputs/REPORT.md: an index of every table and figure, with what made them.
+
+Called by run_all.sh after the notebooks (`python -m nairstd.report --profile P --times FILE`)
+and, when a notebook fails, to name the failing cell (`python -m nairstd.report --failed NB`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from nairstd.io import write_text
+from nairstd.paths import outputs_root, project_root
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(project_root()), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def machine() -> str:
+    import os
+
+    import torch
+
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (
+        f"{platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs, {device}); "
+        f"Python {platform.python_version()}, torch {torch.__version__}"
+    )
+
+
+def failing_cell(executed_notebook: Path) -> str:
+    """'cell N: first line of its source — ErrorName: message' for the first failed cell."""
+    import nbformat
+
+    nb = nbformat.read(executed_notebook, as_version=4)
+    for number, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                first_line = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
+                return (
+                    f"cell {number} ({first_line[:60]!r}): "
+                    f"{output.get('ename')}: {output.get('evalue', '')[:300]}"
+                )
+    return "no failed cell recorded"
+
+
+def _title(path: Path) -> str:
+    """First Markdown heading of a table's .md twin, else its file name."""
+    md = path.with_suffix(".md")
+    if md.is_file():
+        for line in md.read_text().splitlines():
+            if line.startswith("# "):
+                return line[2:].strip()
+    return path.stem.replace("_", " ")
+
+
+def write_report(profile: str, times: dict[str, float], out: Path | None = None) -> Path:
+    out = out or outputs_root()
+    lines = [
+        "# Na-IRSTD reproduction — report",
+        "",
+        f"- profile: **{profile}**",
+        f"- commit: `{git_commit()}`",
+        f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- machine: {machine()}",
+        "",
+        "## Notebooks",
+        "",
+        "| notebook | seconds | executed copy | HTML |",
+        "|---|---:|---|---|",
+    ]
+    for name, seconds in times.items():
+        html = f"notebooks/{name}.html"
+        lines.append(
+            f"| {name} | {seconds:.0f} | [ipynb](notebooks/{name}.ipynb) | "
+            f"{f'[html]({html})' if (out / html).is_file() else '—'} |"
+        )
+    lines += ["", f"Total: {sum(times.values()):.0f} s", "", "## Tables", ""]
+    tables = sorted((out / "tables").glob("*.csv"))
+    lines += [
+        f"- [{_title(t)}](tables/{t.with_suffix('.md').name}) ([csv](tables/{t.name}))"
+        for t in tables
+    ] or ["- none"]
+    lines += ["", "## Figures", ""]
+    figures = sorted((out / "figures").glob("*.png"))
+    for figure in figures:
+        lines += [f"### {figure.stem}", "", f"![{figure.stem}](figures/{figure.name})", ""]
+    if not figures:
+        lines.append("- none")
+    return write_text(out / "REPORT.md", "\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m nairstd.report")
+    parser.add_argument("--profile", default="quick")
+    parser.add_argument("--times", help="JSON file: notebook name -> seconds")
+    parser.add_argument("--failed", help="executed notebook whose failing cell to print")
+    args = parser.parse_args(argv)
+    if args.failed:
+        print(failing_cell(Path(args.failed)))
+        return 0
+    times = json.loads(Path(args.times).read_text()) if args.times else {}
+    print(write_report(args.profile, times))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Model checkpoints that rebuild themselves: the model's registry name, size and overrides travel
+with the weights, so `load_model(path)` needs nothing else.
+
+A checkpoint is a dict {"format", "model", "size", "overrides", "state_dict", "run_id", "config",
+"epoch", "metrics"}; `path` may also be a run folder (its best.pt is used).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from nairstd.data.images import DataError
+
+FORMAT = "nairstd-checkpoint-1"
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The bare model inside a DistributedDataParallel / adapter wrapper."""
+    while hasattr(model, "module"):
+        model = model.module
+    return model
+
+
+def model_checkpoint(
+    model: nn.Module,
+    name: str,
+    size: str,
+    overrides: dict[str, Any],
+    **extra: Any,
+) -> dict[str, Any]:
+    """A self-describing checkpoint dict of `model` (weights on the CPU)."""
+    state = {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
+    return {
+        "format": FORMAT,
+        "model": name,
+        "size": size,
+        "overrides": _jsonable(overrides),
+        "state_dict": state,
+        **extra,
+    }
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """A checkpoint file from a file or a run folder (best.pt, else last.pt)."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        for name in ("best.pt", "last.pt"):
+            if (path / name).is_file():
+                return path / name
+        raise DataError(f"{path}: no best.pt or last.pt in this run folder")
+    if not path.is_file():
+        raise DataError(f"{path}: checkpoint not found")
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict[str, Any]:
+    """Load a checkpoint dict (a run folder gives its best.pt); errors name the file."""
+    file = resolve_checkpoint(path)
+    try:
+        ckpt = torch.load(file, map_location=map_location, weights_only=False)
+    except Exception as err:  # a truncated or foreign file
+        raise DataError(f"{file}: cannot read checkpoint ({err})") from err
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "model" not in ckpt:
+        raise DataError(f"{file}: not a nairstd checkpoint (no model name / state_dict)")
+    ckpt["path"] = str(file)
+    return ckpt
+
+
+def build_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
+    """Rebuild the model a checkpoint describes and load its weights."""
+    from nairstd.models import build_model
+
+    model = build_model(ckpt["model"], ckpt.get("size", "tiny"), **ckpt.get("overrides", {}))
+    model.load_state_dict(ckpt["state_dict"])
+    return model
+
+
+def load_model(
+    path: str | os.PathLike, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
+    """(model in eval mode on `device`, checkpoint dict) from a checkpoint file or run folder."""
+    ckpt = read_checkpoint(path)
+    model = build_from_checkpoint(ckpt).to(device).eval()
+    return model, ckpt
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def has_native_branch(model: nn.Module) -> bool:
+    """True for models with a scorer / Top-K selection (na_irstd, dense_cnn)."""
+    return hasattr(unwrap(model), "score_patches")

@@ -1,0 +1,155 @@
+"""Training configuration (SPEC §3) and the per-profile settings (SPEC §4).
+
+A `TrainConfig` says everything that changes a run's result; its hash names the run's folder in
+the cache (`outputs/runs/<run-id>/`), so a notebook asking for the same config reuses the run.
+Fields that do not change results (workers, device, checkpoint interval) are not hashed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from nairstd.profiles import check_profile
+
+STAGES = ("1", "2", "one")
+LABELS = ("soft", "hard")
+
+# Fields that never change what a run computes: left out of the run-id hash.
+NOT_HASHED = ("workers", "device", "ckpt_every", "progress_every", "profile")
+
+
+@dataclass
+class TrainConfig:
+    """One training run. Stage "1" trains the native branch + scorer with L_score; "2" the full
+    model from a Stage-1 run (scorer frozen, L_seg); "one" everything from scratch (L_seg + L_score;
+    models without a native branch, e.g. the baselines, train with L_seg alone)."""
+
+    model: str = "na_irstd"  # registered model name (nairstd.models.list_models())
+    size: str = "tiny"  # model size preset: "tiny" (CPU) or "base" (SPEC §2.1 widths)
+    model_overrides: dict[str, Any] = field(default_factory=dict)  # extra build_model keywords
+    top_k: int | float | None = None  # K selected patches (None: the model's default, 5)
+    dataset: str = "SIRST"  # dataset name or folder (nairstd.data.find_dataset)
+    stage: str = "2"  # "1", "2" or "one"
+    label: str = "soft"  # patch labels for L_score: "soft" (Eq. 10-11) or "hard" (ablation)
+    sigma: float = 8.0  # soft-label decay sigma in px (Eq. 10)
+    score_weight: float = 1.0  # weight of L_score in the one-stage loss L_seg + w * L_score
+    init_from: str | None = None  # Stage 2: Stage-1 run folder or checkpoint (None: find/train it)
+    protocol: str = "resize256"  # "resize256" (images resized to image_size) or "native"
+    image_size: int = 256  # side of the resized images under resize256
+    crop_size: int | None = 128  # square training crop (None: whole images; needs equal sizes)
+    target_crop_p: float = 0.5  # probability a training crop is centred on a target
+    epochs: int = 20  # passes over the training split
+    batch_size: int = 8  # global batch (split over the processes under torchrun)
+    max_steps: int | None = None  # optional cap on the total optimiser steps
+    lr_stage1: float = 1e-3  # Stage 1 (native branch + scorer)
+    lr_main: float = 5e-4  # Stage 2 / one-stage: backbone, decoders, injection (and all, one-stage)
+    lr_native: float = 1e-4  # Stage 2: native branch (the smaller rate)
+    weight_decay: float = 0.0  # Adam weight decay
+    min_lr_ratio: float = 0.01  # cosine schedule floor, as a fraction of each group's lr
+    val_every: int = 1  # validate every N epochs (and after the last one)
+    val_limit: int | None = None  # validate on the first N val images only (None: all)
+    seed: int = 0  # model init, sampling order and augmentation
+    amp: bool = False  # mixed precision (float16 autocast + grad scaling), used on CUDA only
+    workers: int = 0  # DataLoader worker processes (not hashed)
+    device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda", "cuda:1" (not hashed)
+    ckpt_every: int = 50  # also write last.pt every N optimiser steps, not only per epoch
+    progress_every: int = 0  # plain-log line every N steps inside an epoch (0: per epoch only)
+    profile: str = "custom"  # the profile these settings came from (label only, not hashed)
+
+    def __post_init__(self) -> None:
+        self.stage = str(self.stage)
+        if not self.crop_size:
+            self.crop_size = None  # 0 from the command line: whole images
+        if self.stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
+        if self.label not in LABELS:
+            raise ValueError(f"label must be one of {LABELS}, got {self.label!r}")
+        if self.protocol not in ("resize256", "native"):
+            raise ValueError(f"protocol must be resize256 or native, got {self.protocol!r}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    def build_overrides(self) -> dict[str, Any]:
+        """Keywords for `build_model(model, size, **overrides)`."""
+        overrides = dict(self.model_overrides)
+        if self.top_k is not None:
+            overrides["top_k"] = self.top_k
+        return overrides
+
+    def hashed_fields(self) -> dict[str, Any]:
+        return {k: v for k, v in self.to_dict().items() if k not in NOT_HASHED}
+
+
+def config_hash(fields: dict[str, Any], length: int = 8) -> str:
+    text = json.dumps(fields, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+# Profile settings per stage. "quick" is sized so Stage 1 + Stage 2 on SIRST (256 train images)
+# take well under 40 minutes on a 2-core CPU with the tiny model (see README "Profiles").
+_PROFILES: dict[str, dict[str, dict[str, Any]]] = {
+    "smoke": {
+        # Plumbing only: a handful of steps on tiny crops, a few validation images: seconds.
+        "common": dict(
+            size="tiny",
+            batch_size=2,
+            crop_size=64,
+            val_limit=4,
+            val_every=1,
+            ckpt_every=2,
+            amp=False,
+        ),
+        "1": dict(epochs=1, max_steps=3),
+        "2": dict(epochs=2, max_steps=4),
+        "one": dict(epochs=2, max_steps=4),
+    },
+    "quick": {
+        # 2-core CPU: tiny model, 128 px crops of the 256x256 images, short cosine schedules.
+        "common": dict(size="tiny", batch_size=8, crop_size=128, amp=False, ckpt_every=100),
+        "1": dict(epochs=30, val_every=5),
+        "2": dict(epochs=100, val_every=5),
+        "one": dict(epochs=100, val_every=5),
+    },
+    "paper": {
+        # The paper (SPEC §3): batch 8, 500 + 1500 epochs, whole 256x256 images, AMP on CUDA.
+        "common": dict(
+            size="base", batch_size=8, crop_size=None, amp=True, workers=4, ckpt_every=500
+        ),
+        "1": dict(epochs=500, val_every=10),
+        "2": dict(epochs=1500, val_every=10),
+        "one": dict(epochs=1500, val_every=10),
+    },
+}
+
+
+def profile_settings(profile: str, stage: str) -> dict[str, Any]:
+    """The TrainConfig fields a profile sets for a stage."""
+    check_profile(profile)
+    stage = str(stage)
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+    return {**_PROFILES[profile]["common"], **_PROFILES[profile][stage]}
+
+
+def profile_config(profile: str, stage: str, **fields: Any) -> TrainConfig:
+    """A TrainConfig with the profile's settings for `stage`; keyword fields override them
+    (None values are ignored, so CLI options left unset keep the profile's value)."""
+    values: dict[str, Any] = {**profile_settings(profile, stage), "stage": str(stage)}
+    values.update({k: v for k, v in fields.items() if v is not None})
+    values["profile"] = profile
+    return TrainConfig(**values)
