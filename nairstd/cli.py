@@ -1,6 +1,6 @@
 """Command line: `python -m nairstd VERB ...` (also installed as `nairstd`).
 
-Verbs: data stats | data synth | data hard | score | bench. Later issues add train, eval, predict.
+Verbs: data stats | data synth | data hard | score | bench | train | eval | predict.
 Errors in the input (missing files, bad images) print one clear line and exit with status 2.
 """
 
@@ -88,10 +88,137 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return bench.main(args.rest) or 0
 
 
+def _is_main_process() -> bool:
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _json_safe(obj):
+    """NaN/inf become null so the JSON is strict."""
+    import math
+
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from nairstd.train import Stage1Missing, profile_config, train
+
+    overrides = json.loads(args.model_args) if args.model_args else None
+    try:
+        config = profile_config(
+            args.profile,
+            args.stage,
+            model=args.model,
+            size=args.size,
+            dataset=args.dataset,
+            label=args.label,
+            init_from=args.init,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            crop_size=args.crop,
+            image_size=args.image_size,
+            protocol=args.protocol,
+            max_steps=args.max_steps,
+            top_k=args.top_k,
+            seed=args.seed,
+            device=args.device,
+            workers=args.workers,
+            amp=False if args.no_amp else None,
+            model_overrides=overrides,
+        )
+        result = train(
+            config,
+            runs_dir=args.out,
+            data_root=args.data_root,
+            progress=False if args.no_progress else None,
+            auto_stage1=not args.no_auto_stage1,
+        )
+    except (Stage1Missing, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    finally:
+        from nairstd.train.ddp import shutdown
+
+        shutdown()  # torchrun: leave the process group
+    if not _is_main_process():
+        return 0
+    state = "reused finished run" if result.reused else "finished"
+    print(f"{state}: {result.run_dir}")
+    val = result.metrics.get("val") or {}
+    if args.json:
+        print(json.dumps(_json_safe({"run_dir": str(result.run_dir), **result.metrics}), indent=2))
+    elif "IoU" in val:
+        from nairstd.metrics import format_metrics
+
+        print(f"best epoch {result.metrics.get('best_epoch')} (val): {format_metrics(val)}")
+    elif "coverage" in val:
+        print(
+            f"best epoch {result.metrics.get('best_epoch')} (val): Top-K coverage "
+            f"{val['coverage']:.2f} | precision {val['precision']:.2f}"
+        )
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from nairstd.metrics import format_metrics
+    from nairstd.train import evaluate_checkpoint
+
+    result = evaluate_checkpoint(
+        args.checkpoint,
+        args.dataset,
+        split=args.split,
+        protocol=args.protocol,
+        batch_size=args.batch_size,
+        device=args.device,
+        limit=args.limit,
+        data_root=args.data_root,
+    )
+    if args.json:
+        print(json.dumps(_json_safe(result), indent=2))
+        return 0
+    print(
+        f"{result['dataset']} {result['split']} ({result['n_images']} images, protocol "
+        f"{result['protocol']}): {format_metrics(result)}"
+    )
+    if "coverage" in result:
+        print(
+            f"Top-K (K={result['top_k']}): coverage {result['coverage']:.2f} | "
+            f"precision {result['precision']:.2f}"
+        )
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from nairstd.train.predict import predict_files
+
+    result = predict_files(
+        args.checkpoint, args.input, args.output, protocol=args.protocol, device=args.device
+    )
+    n = len(result.written)
+    rate = n / result.seconds if result.seconds > 0 else float("nan")
+    print(
+        f"{n} image(s) -> {result.output_dir} ({len(result.detections)} targets, "
+        f"detections.csv; {rate:.1f} images/s)"
+    )
+    if result.failures:
+        print(f"{len(result.failures)} input(s) failed:", file=sys.stderr)
+        for name, _ in result.failures:
+            print(f"  {name}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m nairstd",
-        description="Na-IRSTD reproduction: data, scoring, benchmarks.",
+        description="Na-IRSTD reproduction: data, training, evaluation, detection, benchmarks.",
     )
     parser.add_argument(
         "--data-root", help="extra dataset folder(s), os.pathsep-separated (also NAIRSTD_DATA)"
@@ -130,6 +257,79 @@ def build_parser() -> argparse.ArgumentParser:
     bench = verbs.add_parser("bench", help="benchmarks (python -m nairstd bench model --help)")
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     bench.set_defaults(func=_cmd_bench)
+
+    train = verbs.add_parser(
+        "train",
+        help="train a model (Stage 1, Stage 2 or one-stage); reuses or resumes cached runs",
+        description="Train into the run cache (<outputs>/runs/<run-id>/). A finished run is "
+        "reused, an interrupted one resumes. Multi-GPU: torchrun --nproc_per_node N -m nairstd "
+        "train ...",
+    )
+    train.add_argument(
+        "--stage",
+        required=True,
+        choices=["1", "2", "one"],
+        help="1: native branch + scorer (L_score); 2: full model from Stage 1, scorer frozen; "
+        "one: everything from scratch (use it for the baselines and the detector)",
+    )
+    train.add_argument("--model", default="na_irstd", help="model name (default na_irstd)")
+    train.add_argument("--dataset", default="SIRST", help="dataset name or folder")
+    train.add_argument("--profile", default="quick", choices=["smoke", "quick", "paper"])
+    train.add_argument("--label", choices=["soft", "hard"], help="patch labels (default soft)")
+    train.add_argument("--size", choices=["tiny", "base"], help="model size (profile default)")
+    train.add_argument(
+        "--init",
+        help="Stage 2: Stage-1 run folder or checkpoint (default: the "
+        "matching Stage-1 run of the cache, trained first when missing)",
+    )
+    train.add_argument(
+        "--no-auto-stage1",
+        action="store_true",
+        help="Stage 2: stop (and say what to run) when the Stage-1 run is missing",
+    )
+    train.add_argument("--epochs", type=int, help="epochs (profile default)")
+    train.add_argument("--batch-size", type=int, help="global batch size (profile default)")
+    train.add_argument("--crop", type=int, help="training crop size; 0 = whole images")
+    train.add_argument("--protocol", choices=["resize256", "native"], help="default resize256")
+    train.add_argument("--image-size", type=int, help="side of the resized images (default 256)")
+    train.add_argument("--max-steps", type=int, help="cap on optimiser steps")
+    train.add_argument("--top-k", type=int, help="K selected patches (model default 5)")
+    train.add_argument("--seed", type=int, help="seed (default 0)")
+    train.add_argument(
+        "--model-args", help="extra model config as JSON, e.g. '{\"patch_size\": 16}'"
+    )
+    train.add_argument("--device", help="auto (default), cpu, cuda, cuda:1")
+    train.add_argument("--workers", type=int, help="data loader workers")
+    train.add_argument("--no-amp", action="store_true", help="disable mixed precision")
+    train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    train.add_argument("--out", help="runs folder (default <outputs>/runs)")
+    train.add_argument("--json", action="store_true", help="print the run's metrics as JSON")
+    train.set_defaults(func=_cmd_train)
+
+    ev = verbs.add_parser("eval", help="evaluate a checkpoint: IoU, nIoU, Pd, Fa, Top-K coverage")
+    ev.add_argument("--checkpoint", required=True, help="checkpoint file or run folder")
+    ev.add_argument("--dataset", required=True, help="dataset name or folder")
+    ev.add_argument("--split", default="test", help="train, val, test or all (default test)")
+    ev.add_argument("--protocol", default="resize256", choices=["resize256", "native"])
+    ev.add_argument("--batch-size", type=int, default=8, help="batch size under resize256")
+    ev.add_argument("--limit", type=int, help="first N images only")
+    ev.add_argument("--device", default="auto", help="auto (default), cpu, cuda")
+    ev.add_argument("--json", action="store_true", help="print JSON")
+    ev.set_defaults(func=_cmd_eval)
+
+    pred = verbs.add_parser(
+        "predict",
+        help="detect targets in your images: probability PNGs + detections.csv",
+        description="For every input image a PNG (same stem and size) holding probability x 255, "
+        "and detections.csv (image, target_id, x, y, area, peak_probability). Exit status 1 when "
+        "an input could not be processed (it is named and skipped).",
+    )
+    pred.add_argument("--checkpoint", required=True, help="checkpoint file or run folder")
+    pred.add_argument("--input", required=True, nargs="+", help="image files and/or folders")
+    pred.add_argument("--output", required=True, help="output folder")
+    pred.add_argument("--protocol", default="native", choices=["native", "resize256"])
+    pred.add_argument("--device", default="auto", help="auto (default), cpu, cuda")
+    pred.set_defaults(func=_cmd_predict)
     return parser
 
 

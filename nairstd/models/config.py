@@ -45,7 +45,12 @@ class NaIRSTDConfig(DetectorConfig):
 
     native: str = "patch"  # "patch" = PDE+GPM on P x P patches (ours); "dense" = Non-Patch CNN
     patch_size: int = 32  # P; N = HW / P^2 patches (64 at 256 x 256)
-    native_widths: tuple[int, ...] = (8, 16, 32, 64)  # PDE channels d_l, one stage per detector stage
+    native_widths: tuple[int, ...] = (
+        8,
+        16,
+        32,
+        64,
+    )  # PDE channels d_l, one stage per detector stage
     native_depths: tuple[int, ...] = (1, 1, 1, 1)  # PDE blocks per stage (after stem / downsample)
     native_block: str = "dwsep"  # PDE block: "dwsep" (depthwise-separable, cheap) or "conv" (3x3)
     gpm_head_dim: int = 16  # GPM heads = max(1, d_l // gpm_head_dim)

@@ -29,7 +29,9 @@ class Detector(nn.Module):
         super().__init__()
         self.config = config
         if config.query_combine not in ("weighted", "max"):
-            raise ValueError(f"query_combine must be 'weighted' or 'max', got {config.query_combine!r}")
+            raise ValueError(
+                f"query_combine must be 'weighted' or 'max', got {config.query_combine!r}"
+            )
         if config.input_downsample not in (1, 2):
             raise ValueError(f"input_downsample must be 1 or 2, got {config.input_downsample}")
         self.encoder = Encoder(config.in_chans, config.widths, config.depths)
@@ -50,6 +52,9 @@ class Detector(nn.Module):
             num_levels=self.pixel_decoder.memory_levels,
             ffn_ratio=config.ffn_ratio,
         )
+        if config.channels_last:
+            # NHWC conv weights make oneDNN run NHWC even where a 1-channel input is ambiguous.
+            self.to(memory_format=torch.channels_last)
 
     @property
     def strides(self) -> tuple[int, ...]:
@@ -74,7 +79,9 @@ class Detector(nn.Module):
         else:
             logits = torch.einsum("bqc,bchw->bqhw", emb, pix).amax(1, keepdim=True)
         if logits.shape[-2:] != image.shape[-2:]:
-            logits = F.interpolate(logits, size=image.shape[-2:], mode="bilinear", align_corners=False)
+            logits = F.interpolate(
+                logits, size=image.shape[-2:], mode="bilinear", align_corners=False
+            )
         return logits
 
     def forward(self, x: Tensor, return_extras: bool = False) -> Tensor | dict[str, Any]:

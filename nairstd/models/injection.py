@@ -45,7 +45,8 @@ def scatter_windows(f: Tensor, g: Tensor, b: Tensor, r: Tensor, c: Tensor, windo
     """
     out = f.clone()
     M, _, C = g.shape
-    _windows6d(out, window)[b, :, r, :, c, :] = g.reshape(M, window, window, C).permute(0, 3, 1, 2)
+    g = g.to(out.dtype).reshape(M, window, window, C).permute(0, 3, 1, 2)  # dtype: AMP safety
+    _windows6d(out, window)[b, :, r, :, c, :] = g
     return out
 
 
@@ -53,9 +54,9 @@ class InjectionBlock(nn.Module):
     """Eq. 13 for one stage: the window's semantic tokens G attend to the patch's native tokens.
 
     G <- G + gamma * softmax((G Wq)(phi(F) Wk)^T / sqrt(C)) (phi(F) Wv), gamma initialised to 0.
-    Pre-LayerNorms and in-patch sine positions on queries / keys are our additions (config
-    `inject_norm`, `inject_pos`): native and semantic features live on different scales, and
-    without positions a window token cannot tell which native pixels lie under it.
+    Our additions (config `inject_norm`, `inject_pos`): pre-LayerNorms on both token sets (native
+    and semantic features live on different scales) and in-patch sine positions added to the
+    normalised tokens, so a window token can tell which native pixels lie under it.
     """
 
     def __init__(
@@ -76,30 +77,32 @@ class InjectionBlock(nn.Module):
         self.phi = nn.Linear(native_dim, sem_dim)  # phi_l: d_l -> C_l
         self.norm_g = nn.LayerNorm(sem_dim) if norm else nn.Identity()
         self.norm_f = nn.LayerNorm(sem_dim) if norm else nn.Identity()
-        self.q = nn.Linear(sem_dim, sem_dim)
-        self.k = nn.Linear(sem_dim, sem_dim)
-        self.v = nn.Linear(sem_dim, sem_dim)
+        self.q = nn.Linear(sem_dim, sem_dim)  # W_q
+        self.kv = nn.Linear(sem_dim, 2 * sem_dim)  # W_k and W_v in one matmul
         self.gamma = nn.Parameter(torch.tensor(float(gamma_init)))
-        pos_g = grid_pos_2d(window, window, sem_dim) if pos else torch.zeros(1, sem_dim)
-        pos_f = grid_pos_2d(native_size, native_size, sem_dim) if pos else torch.zeros(1, sem_dim)
-        self.register_buffer("pos_g", pos_g, persistent=False)
-        self.register_buffer("pos_f", pos_f, persistent=False)
+        self.pos = pos
+        if pos:  # normalised in-patch coordinates of window tokens and native pixels
+            self.register_buffer("pos_g", grid_pos_2d(window, window, sem_dim), persistent=False)
+            self.register_buffer(
+                "pos_f", grid_pos_2d(native_size, native_size, sem_dim), persistent=False
+            )
+
+    def _split(self, t: Tensor) -> Tensor:
+        M, L, C = t.shape
+        return t.reshape(M, L, self.heads, C // self.heads).transpose(1, 2)
 
     def forward(self, g: Tensor, f: Tensor) -> Tensor:
         """g (M, w^2, C) window tokens, f (M, d, P_l, P_l) native patch -> updated g."""
         M, Lg, C = g.shape
         f = self.phi(f.flatten(2).transpose(1, 2))  # (M, P_l^2, C)
         gn, fn = self.norm_g(g), self.norm_f(f)
-        h = self.heads
-
-        def split(t: Tensor) -> Tensor:
-            return t.reshape(M, t.shape[1], h, C // h).transpose(1, 2)
-
-        q = split(self.q(gn + self.pos_g))
-        k = split(self.k(fn + self.pos_f))
-        v = split(self.v(fn))
-        a = F.scaled_dot_product_attention(q, k, v)  # scale 1/sqrt(C / heads) = 1/sqrt(C_l)
-        return g + self.gamma * a.transpose(1, 2).reshape(M, Lg, C)
+        if self.pos:
+            gn, fn = gn + self.pos_g, fn + self.pos_f
+        k, v = self.kv(fn).chunk(2, dim=-1)
+        q = self.q(gn)
+        a = F.scaled_dot_product_attention(self._split(q), self._split(k), self._split(v))
+        a = a.transpose(1, 2).reshape(M, Lg, C)  # softmax scale 1/sqrt(C / heads) = 1/sqrt(C_l)
+        return torch.addcmul(g, self.gamma, a)  # g + gamma * a; exactly g when gamma = 0
 
 
 class CrossScaleInjection(nn.Module):

@@ -45,11 +45,12 @@ class BasicBlock(nn.Module):
 
 
 class DWSepBlock(nn.Module):
-    """Depthwise 3x3 + pointwise 1x1 with an identity shortcut (MobileNet-style, cheap at native res)."""
+    """Depthwise 3x3 -> pointwise 1x1 -> BN, identity shortcut, ReLU (one norm per block, as in
+    ConvNeXt: at native resolution every elementwise op costs a full pass over the pixels)."""
 
     def __init__(self, dim: int) -> None:
         super().__init__()
-        self.dw = ConvBNAct(dim, dim, 3, groups=dim, act=False)
+        self.dw = nn.Conv2d(dim, dim, 3, padding=1, groups=dim, bias=False)
         self.pw = ConvBNAct(dim, dim, 1, act=False)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -81,7 +82,8 @@ class Attention(nn.Module):
     """Multi-head attention on (B, L, dim) tokens via F.scaled_dot_product_attention.
 
     Written out (rather than nn.MultiheadAttention) so FLOP counting under the math SDPA backend
-    sees every matmul, and so queries, keys and values can come from different inputs.
+    sees every matmul. `forward(x)` is self-attention with one fused qkv matmul;
+    `forward(q, kv, v)` is cross-attention (queries, keys and values from separate inputs).
     """
 
     def __init__(self, dim: int, heads: int = 1, out_proj: bool = True) -> None:
@@ -89,25 +91,29 @@ class Attention(nn.Module):
         if dim % heads:
             raise ValueError(f"attention dim {dim} is not divisible by {heads} heads")
         self.heads = heads
-        self.q = nn.Linear(dim, dim)
-        self.k = nn.Linear(dim, dim)
-        self.v = nn.Linear(dim, dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim) if out_proj else nn.Identity()
 
-    def forward(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    def _split(self, t: Tensor) -> Tensor:
+        B, L, D = t.shape
+        return t.view(B, L, self.heads, D // self.heads).transpose(1, 2)
+
+    def forward(self, q: Tensor, k: Tensor | None = None, v: Tensor | None = None) -> Tensor:
         B, Lq, D = q.shape
-        h = self.heads
-
-        def split(t: Tensor) -> Tensor:
-            return t.reshape(B, t.shape[1], h, D // h).transpose(1, 2)
-
-        out = F.scaled_dot_product_attention(split(self.q(q)), split(self.k(k)), split(self.v(v)))
+        if k is None:  # self-attention: q = k = v input
+            q, k, v = self.qkv(q).chunk(3, dim=-1)
+        else:
+            if v is None:
+                raise ValueError("cross-attention needs both k and v")
+            w, b = self.qkv.weight, self.qkv.bias
+            q = F.linear(q, w[:D], b[:D])
+            k = F.linear(k, w[D : 2 * D], b[D : 2 * D])
+            v = F.linear(v, w[2 * D :], b[2 * D :])
+        out = F.scaled_dot_product_attention(self._split(q), self._split(k), self._split(v))
         return self.proj(out.transpose(1, 2).reshape(B, Lq, D))
 
 
-def sine_pos_2d(
-    ys: Tensor, xs: Tensor, dim: int, temperature: float = 10000.0
-) -> Tensor:
+def sine_pos_2d(ys: Tensor, xs: Tensor, dim: int, temperature: float = 10000.0) -> Tensor:
     """DETR-style sine embedding of normalised coordinates in [0, 1]: (L,) y and x -> (L, dim).
 
     dim // 4 frequencies per axis (sin and cos); leftover channels (dim not a multiple of 4) are 0.

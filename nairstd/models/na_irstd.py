@@ -35,7 +35,9 @@ class NaIRSTD(nn.Module):
         if len(c.native_widths) != len(c.widths) or len(c.native_depths) != len(c.widths):
             raise ValueError("native_widths / native_depths need one entry per detector stage")
         if c.patch_size % 2 ** (len(c.widths) - 1):
-            raise ValueError(f"patch_size {c.patch_size} must be divisible by {2 ** (len(c.widths) - 1)}")
+            raise ValueError(
+                f"patch_size {c.patch_size} must be divisible by {2 ** (len(c.widths) - 1)}"
+            )
         k_for(1, c.top_k)  # validate early
         self.config = c
         self.detector = Detector(c)
@@ -67,6 +69,9 @@ class NaIRSTD(nn.Module):
             gamma_init=c.gamma_init,
         )
         self._scorer_frozen = False
+        if c.channels_last:
+            # NHWC conv weights make oneDNN run NHWC even where a 1-channel input is ambiguous.
+            self.to(memory_format=torch.channels_last)
 
     # -- attributes of the public contract --------------------------------------------------
     @property

@@ -60,21 +60,20 @@ class PDE(nn.Module):
 
 class GPM(nn.Module):
     """Global patch mixer: pool each patch to a token (Eq. 7), self-attention over the N tokens
-    of each image (Eq. 8, pre-norm), add A_i back to every pixel of patch i (Eq. 9).
-
-    Cost O(N^2 d), never O((HW)^2).
+    of each image (Eq. 8, pre-norm; no output projection, as in Eq. 8), add A_i back to every
+    pixel of patch i (Eq. 9). Cost O(N^2 d), never O((HW)^2).
     """
 
     def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(dim)
-        self.attn = Attention(dim, heads)
+        self.attn = Attention(dim, heads, out_proj=False)
 
     def forward(self, y: Tensor, batch: int) -> tuple[Tensor, Tensor]:
         """y (B*N, d, p, p) -> (y + A broadcast, tokens t + A (B, N, d))."""
         BN, d = y.shape[:2]
         t = y.mean(dim=(2, 3)).reshape(batch, BN // batch, d)  # Eq. 7
-        a = self.attn(*(self.norm(t),) * 3)  # Eq. 8
+        a = self.attn(self.norm(t))  # Eq. 8
         y = y + a.reshape(BN, d, 1, 1)  # Eq. 9
         return y, t + a
 
@@ -120,7 +119,7 @@ def to_cells(f: Tensor, cell: int) -> Tensor:
 
 
 class DenseNativeBranch(nn.Module):
-    """"Non-Patch-based CNN" (Table IV): the same PDE convs run densely on the whole image
+    """ "Non-Patch-based CNN" (Table IV): the same PDE convs run densely on the whole image
     (convolutions see across patch borders; no patching, no GPM). Features are cut into the same
     P_l x P_l cells so scoring, selection and injection are unchanged; a cell's token is the
     average pool of its final-stage features.

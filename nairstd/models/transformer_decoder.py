@@ -57,6 +57,16 @@ class TransformerDecoder(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.mask_embed = MLP(dim, dim, mask_dim, layers=3)
         self.confidence = nn.Linear(dim, 1)
+        self._pos_cache: dict[tuple, Tensor] = {}
+
+    def _pos(self, h: int, w: int, ref: Tensor) -> Tensor:
+        """Sine positions of an h x w map, cached per size (they are constants)."""
+        key = (h, w, ref.device, ref.dtype)
+        if key not in self._pos_cache:
+            self._pos_cache[key] = grid_pos_2d(
+                h, w, self.level_embed.shape[1], ref.device, ref.dtype
+            )
+        return self._pos_cache[key]
 
     def forward(self, memory: list[Tensor]) -> tuple[Tensor, Tensor]:
         """memory: maps (B, in_dim, h_i, w_i) -> (mask embeddings (B, Q, mask_dim), conf (B, Q))."""
@@ -64,8 +74,7 @@ class TransformerDecoder(nn.Module):
         for lvl, m in enumerate(memory):
             h, w = m.shape[-2:]
             toks.append(m.flatten(2).transpose(1, 2))
-            pos.append(grid_pos_2d(h, w, self.level_embed.shape[1], m.device, m.dtype))
-            pos[-1] = pos[-1] + self.level_embed[lvl]
+            pos.append(self._pos(h, w, m) + self.level_embed[lvl])
         mem = self.mem_norm(self.mem_proj(torch.cat(toks, 1)))
         mem_pos = torch.cat(pos, 0).unsqueeze(0)
         B = mem.shape[0]

@@ -1,0 +1,183 @@
+"""Pieces shared by the deep baselines: size presets, padding, losses and small conv blocks.
+
+Every deep baseline follows the same contract as the Na-IRSTD models (SPEC §2):
+``forward(x: (B, 1, H, W)) -> logits (B, 1, H, W)`` for any H, W. Networks that downsample pad
+the input (bottom/right) to the multiple they need and crop the logits back.
+``forward(x, return_aux=True)`` returns a dict with at least ``"logits"`` plus the method's
+auxiliary outputs (deep-supervision maps, edge map, reconstruction), and ``model.loss(out, target)``
+implements the loss the method's paper prescribes (SoftIoU for most of them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+C = TypeVar("C")
+
+
+def sized_config(
+    cls: type[C], presets: Mapping[str, Mapping[str, Any]], size: str, **overrides: Any
+) -> C:
+    """Build the config dataclass `cls` from `presets[size]` plus keyword overrides.
+
+    Unknown overrides raise TypeError naming the field (same contract as `models.make_config`);
+    lists (from JSON / the CLI) become tuples so configs stay hashable.
+    """
+    if size not in presets:
+        raise ValueError(f"unknown model size {size!r}; choose from {sorted(presets)}")
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    for key in overrides:
+        if key not in names:
+            raise TypeError(f"{cls.__name__} has no field {key!r} (unknown model override)")
+    values = dict(presets[size])
+    values.update(overrides)
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return cls(**values)
+
+
+def pad_to(x: Tensor, multiple: int) -> Tensor:
+    """Pad (bottom/right) H and W up to a multiple of `multiple`.
+
+    Replicate padding rather than zeros: these networks are built to respond to local contrast,
+    and a zero border next to a bright sky would be a strong artificial edge.
+    """
+    H, W = x.shape[-2:]
+    ph, pw = (-H) % multiple, (-W) % multiple
+    if ph == 0 and pw == 0:
+        return x
+    return F.pad(x, (0, pw, 0, ph), mode="replicate")
+
+
+def count_params(model: nn.Module) -> int:
+    """Trainable parameter count."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+# ------------------------------------------------------------------------------------------------
+# Losses
+# ------------------------------------------------------------------------------------------------
+def soft_iou_loss(logits: Tensor, target: Tensor, smooth: float = 1.0) -> Tensor:
+    """SoftIoU loss (ACM, DNANet, AGPCNet, ISNet, RPCANet): 1 - mean_b (Σpg + s)/(Σp + Σg - Σpg + s).
+
+    p = sigmoid(logits); sums per image, `smooth` = 1 as in those papers' code.
+    """
+    p = torch.sigmoid(logits.float()).flatten(1)
+    g = target.float().flatten(1)
+    inter = (p * g).sum(1)
+    iou = (inter + smooth) / (p.sum(1) + g.sum(1) - inter + smooth)
+    return 1.0 - iou.mean()
+
+
+def dice_loss(logits: Tensor, target: Tensor, eps: float = 1.0) -> Tensor:
+    """Soft Dice per image, averaged (used by the ISNet edge loss)."""
+    p = torch.sigmoid(logits.float()).flatten(1)
+    g = target.float().flatten(1)
+    dice = (2 * (p * g).sum(1) + eps) / (p.sum(1) + g.sum(1) + eps)
+    return (1.0 - dice).mean()
+
+
+def main_logits(out: Tensor | Mapping[str, Any]) -> Tensor:
+    """The main logits from either a plain forward (Tensor) or a `return_aux=True` dict."""
+    return out if isinstance(out, Tensor) else out["logits"]
+
+
+# ------------------------------------------------------------------------------------------------
+# Blocks
+# ------------------------------------------------------------------------------------------------
+class ConvBNReLU(nn.Sequential):
+    """Conv -> BatchNorm -> ReLU (the activation is optional)."""
+
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        kernel: int | tuple[int, int] = 3,
+        stride: int = 1,
+        dilation: int = 1,
+        act: bool = True,
+    ) -> None:
+        k = (kernel, kernel) if isinstance(kernel, int) else kernel
+        pad = (dilation * (k[0] // 2), dilation * (k[1] // 2))
+        layers: list[nn.Module] = [
+            nn.Conv2d(in_ch, out_ch, k, stride, pad, dilation=dilation, bias=False),
+            nn.BatchNorm2d(out_ch),
+        ]
+        if act:
+            layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers)
+
+
+class ResBlock(nn.Module):
+    """ResNet basic block (two 3x3 convs); a 1x1 projection when the shape changes."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            ConvBNReLU(in_ch, out_ch, 3, stride), ConvBNReLU(out_ch, out_ch, 3, act=False)
+        )
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_ch != out_ch:
+            self.shortcut = ConvBNReLU(in_ch, out_ch, 1, stride, act=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(self.body(x) + self.shortcut(x))
+
+
+def res_stage(in_ch: int, out_ch: int, blocks: int, stride: int = 1) -> nn.Sequential:
+    """`blocks` ResBlocks, the first one changing width / stride."""
+    layers = [ResBlock(in_ch, out_ch, stride)]
+    layers += [ResBlock(out_ch, out_ch) for _ in range(blocks - 1)]
+    return nn.Sequential(*layers)
+
+
+class FCNHead(nn.Sequential):
+    """3x3 conv to in/4 channels -> BN -> ReLU -> dropout -> 1x1 conv (the FCN head of ACM et al.)."""
+
+    def __init__(self, in_ch: int, out_ch: int = 1, dropout: float = 0.1) -> None:
+        mid = max(in_ch // 4, 1)
+        super().__init__(ConvBNReLU(in_ch, mid, 3), nn.Dropout(dropout), nn.Conv2d(mid, out_ch, 1))
+
+
+class ChannelGate(nn.Sequential):
+    """Global channel attention: GAP -> 1x1 (C -> C/r) -> ReLU -> 1x1 (C/r -> C) -> sigmoid.
+
+    The papers put BatchNorm after the two 1x1 convs; after a global pool BN normalises over the
+    batch only (B values per channel), which fails at batch 1 and is noisy at small batches, so we
+    use biased convs instead.
+    """
+
+    def __init__(self, channels: int, reduction: int = 4) -> None:
+        mid = max(channels // reduction, 1)
+        super().__init__(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Conv2d(channels, mid, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(mid, channels, 1),
+            nn.Sigmoid(),
+        )
+
+
+class PointwiseGate(nn.Sequential):
+    """Local (per-pixel) channel attention: 1x1 (C -> C/r) -> BN -> ReLU -> 1x1 -> BN -> sigmoid."""
+
+    def __init__(self, channels: int, reduction: int = 4) -> None:
+        mid = max(channels // reduction, 1)
+        super().__init__(
+            ConvBNReLU(channels, mid, 1),
+            ConvBNReLU(mid, channels, 1, act=False),
+            nn.Sigmoid(),
+        )
+
+
+def upsample_to(x: Tensor, ref: Tensor | tuple[int, int]) -> Tensor:
+    """Bilinear resize of `x` to the spatial size of `ref` (a tensor or an (H, W) pair)."""
+    size = tuple(ref.shape[-2:]) if isinstance(ref, Tensor) else tuple(ref)
+    if tuple(x.shape[-2:]) == size:
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)

@@ -1,0 +1,115 @@
+"""Steps shared by the reproduction notebooks: pick datasets, train-or-reuse, cached evaluation.
+
+Evaluations are cached beside the run they evaluate (`<run>/evals/*.json`, keyed by the test
+dataset's identity, split, protocol and K), so notebooks 05-07 reuse what 02-04 measured.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nairstd.data.images import DataError
+from nairstd.data.index import DatasetIndex, find_dataset
+from nairstd.io import write_json
+from nairstd.metrics import IRSTDMetrics
+from nairstd.train import RunResult, evaluate_model, profile_config, train
+from nairstd.train.config import config_hash
+from nairstd.train.runs import dataset_identity
+
+# Test images per profile: smoke scores a few images only (plumbing), the others the whole split.
+EVAL_LIMIT = {"smoke": 6, "quick": None, "paper": None}
+
+
+def available(names: list[str], data_root: str | None = None) -> list[DatasetIndex]:
+    """The datasets of `names` that are found (missing ones are skipped with a warning)."""
+    found = []
+    for name in names:
+        try:
+            found.append(find_dataset(name, data_root))
+        except DataError:
+            warnings.warn(f"dataset {name!r} not found: skipped", stacklevel=2)
+    return found
+
+
+def training_set(preferred: str = "SIRST", data_root: str | None = None) -> str:
+    """The dataset models are trained on: `preferred` when present, else the synthetic set."""
+    for name in (preferred, "synthetic"):
+        try:
+            return find_dataset(name, data_root).name
+        except DataError:
+            continue
+    raise DataError("neither SIRST nor the synthetic dataset found: run notebook 01 first")
+
+
+def train_run(
+    profile: str, model: str, dataset: str, stage: str = "one", **fields: Any
+) -> RunResult:
+    """Train (or reuse) one run of `model` with the profile's settings for `stage`."""
+    config = profile_config(profile, stage, model=model, dataset=dataset, **fields)
+    start = time.perf_counter()
+    run = train(config)
+    state = "reused" if run.reused else f"trained in {time.perf_counter() - start:.0f} s"
+    print(f"{model} ({stage}, {dataset}): {state} -> {run.run_id}")
+    return run
+
+
+def cached_eval(
+    run: RunResult,
+    dataset: DatasetIndex,
+    split: str = "test",
+    protocol: str = "resize256",
+    profile: str = "quick",
+    top_k: int | None = None,
+) -> dict[str, Any]:
+    """SPEC §6 metrics of a run's best checkpoint on a split; cached in the run folder."""
+    key = {
+        "dataset": dataset_identity(dataset),
+        "split": split,
+        "protocol": protocol,
+        "limit": EVAL_LIMIT[profile],
+        "top_k": top_k,
+    }
+    cache = run.run_dir / "evals" / f"{dataset.name}_{split}_{protocol}_{config_hash(key)}.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())["result"]
+    model = run.load_model()
+    if top_k is not None:
+        model.top_k = top_k
+    result = evaluate_model(
+        model, dataset, split, protocol, limit=EVAL_LIMIT[profile], device="cpu"
+    )
+    write_json(cache, {"key": key, "result": result})
+    return result
+
+
+def evaluate_map_method(
+    method, dataset: DatasetIndex, split: str = "test", protocol: str = "resize256", limit=None
+) -> dict[str, Any]:
+    """SPEC §6 metrics of a training-free method `method(image [0,1]) -> map [0,1]`."""
+    from nairstd.data.dataset import IRSTDDataset
+
+    data = IRSTDDataset(dataset, split, protocol=protocol)
+    stems = data.stems[:limit] if limit else data.stems
+    metrics = IRSTDMetrics()
+    start = time.perf_counter()
+    for stem in stems:
+        image, mask = data.load_pair(stem)
+        metrics.update(np.clip(method(image.astype(np.float32)), 0.0, 1.0), mask)
+    result = metrics.compute()
+    result["seconds"] = time.perf_counter() - start
+    result["seconds_per_image"] = result["seconds"] / len(stems)
+    return result
+
+
+def output_dirs(output_dir: str | None = None) -> tuple[Path, Path]:
+    """(tables, figures) folders under the outputs root."""
+    from nairstd.paths import outputs_root
+
+    out = Path(output_dir) if output_dir else outputs_root()
+    return out / "tables", out / "figures"

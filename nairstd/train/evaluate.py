@@ -1,0 +1,251 @@
+"""Evaluate a model on a dataset split under a protocol: SPEC §6 metrics, plus Top-K coverage and
+precision of the selected patches for native-branch models (SPEC §2.3).
+
+    from nairstd.train import evaluate_checkpoint
+    result = evaluate_checkpoint("outputs/runs/<run-id>", "SIRST", split="test")
+
+Under ``resize256`` images are evaluated in batches at 256x256; under ``native`` one at a time at
+full resolution (the model pads to its patch multiple and crops back), metrics at original size.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Subset
+
+from nairstd.data.dataset import IRSTDDataset
+from nairstd.data.index import DatasetIndex, find_dataset
+from nairstd.metrics import IRSTDMetrics, TopKCoverage, target_patch_flags
+from nairstd.train.checkpoint import has_native_branch, load_model, resolve_device, unwrap
+
+
+def pad_multiple(model: nn.Module) -> int:
+    """The multiple the model pads its input to (the patch lattice is laid on the padded image)."""
+    m = unwrap(model)
+    return int(getattr(m, "pad_multiple", getattr(m, "patch_size", 1)))
+
+
+def pad_masks(mask: Tensor, multiple: int) -> Tensor:
+    """Zero-pad (B, 1, H, W) masks bottom/right to a multiple, as the models pad their input."""
+    h, w = mask.shape[-2:]
+    return F.pad(mask, (0, (-w) % multiple, 0, (-h) % multiple))
+
+
+def patch_labels(mask: Tensor, model: nn.Module, label: str, sigma: float) -> Tensor:
+    """Soft or hard patch labels (B, N) on the model's padded patch lattice."""
+    from nairstd.models.scoring import hard_patch_labels, soft_patch_labels
+
+    m = unwrap(model)
+    padded = pad_masks(mask, pad_multiple(m))
+    if label == "soft":
+        return soft_patch_labels(padded, m.patch_size, sigma=sigma)
+    if label == "hard":
+        return hard_patch_labels(padded, m.patch_size)
+    raise ValueError(f"label must be 'soft' or 'hard', got {label!r}")
+
+
+def selected_patches(model: nn.Module, scores: Tensor) -> Tensor:
+    """Indices (B, K) of the model's Top-K patches from its scores (B, N)."""
+    from nairstd.models.scoring import k_for, select_top_k
+
+    return select_top_k(scores, k_for(scores.shape[1], unwrap(model).top_k))
+
+
+def make_loader(
+    index: DatasetIndex,
+    split: str,
+    protocol: str,
+    image_size: int = 256,
+    batch_size: int = 8,
+    limit: int | None = None,
+    workers: int = 0,
+) -> DataLoader:
+    dataset = IRSTDDataset(index, split, protocol=protocol, size=image_size)
+    if limit is not None and limit < len(dataset):
+        dataset = Subset(dataset, range(limit))
+    # Native protocol: images differ in size, so one at a time.
+    bs = 1 if protocol == "native" else batch_size
+    return DataLoader(dataset, batch_size=bs, shuffle=False, num_workers=workers)
+
+
+@torch.inference_mode()
+def evaluate_loader(
+    model: nn.Module,
+    loader: DataLoader,
+    device: torch.device | str = "cpu",
+    scores_only: bool = False,
+    label: str | None = None,
+    sigma: float = 8.0,
+    amp: bool = False,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Metrics over every batch of `loader`.
+
+    scores_only (Stage 1): run only the scorer (`score_patches`) and report Top-K coverage,
+    precision and (with `label`) the score loss. Otherwise the SPEC §6 metrics on sigmoid > 0.5,
+    plus coverage/precision (and score loss with `label`) for native-branch models.
+    """
+    from nairstd.models.scoring import score_loss
+
+    device = torch.device(device)
+    m = unwrap(model)
+    was_training = m.training
+    m.eval()
+    native = has_native_branch(m)
+    if scores_only and not native:
+        raise ValueError(f"{type(m).__name__} has no scorer: scores_only needs a native branch")
+    metrics = IRSTDMetrics()
+    coverage = TopKCoverage()
+    loss_sum, loss_n = 0.0, 0
+    use_amp = amp and device.type == "cuda"
+    iterator = loader
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(loader, desc="eval", leave=False)
+    start = time.perf_counter()
+    n_images = 0
+    for batch in iterator:
+        x = batch["image"].to(device)
+        gt = batch["mask"].to(device)
+        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+            if scores_only:
+                patch_logits, scores = m.score_patches(x)
+                selected = selected_patches(m, scores)
+                logits = None
+            elif native:
+                out = m(x, return_extras=True)
+                logits, patch_logits = out["logits"], out["patch_logits"]
+                selected = out["selected"]
+            else:
+                logits, patch_logits, selected = m(x), None, None
+        n_images += len(x)
+        if logits is not None:
+            probs = torch.sigmoid(logits.float()).cpu().numpy()[:, 0]
+            masks = gt.cpu().numpy()[:, 0] > 0.5
+            for prob, mask in zip(probs, masks):
+                metrics.update(prob, mask)
+        if selected is not None:
+            padded = pad_masks(gt, pad_multiple(m)).cpu().numpy()[:, 0] > 0.5
+            for sel, mask in zip(selected.cpu().numpy(), padded):
+                coverage.update(sel, target_patch_flags(mask, m.patch_size))
+            if label is not None:
+                labels = patch_labels(gt, m, label, sigma)
+                loss_sum += float(score_loss(patch_logits.float(), labels)) * len(x)
+                loss_n += len(x)
+    elapsed = time.perf_counter() - start
+    if was_training:
+        m.train()
+    result: dict[str, Any] = {}
+    if not scores_only:
+        result.update(metrics.compute())
+    if native:
+        cov = coverage.compute()
+        result.update(
+            coverage=cov["coverage"],
+            precision=cov["precision"],
+            n_target_patches=cov["n_target_patches"],
+            top_k=int(selected.shape[1]) if selected is not None else None,
+        )
+        if loss_n:
+            result["score_loss"] = loss_sum / loss_n
+    result["n_images"] = n_images
+    result["seconds"] = elapsed
+    return result
+
+
+def evaluate_model(
+    model: nn.Module,
+    dataset: str | os.PathLike | DatasetIndex,
+    split: str = "test",
+    protocol: str = "resize256",
+    image_size: int = 256,
+    batch_size: int = 8,
+    device: str | torch.device | None = "auto",
+    limit: int | None = None,
+    scores_only: bool = False,
+    label: str | None = None,
+    sigma: float = 8.0,
+    progress: bool = False,
+    data_root: str | None = None,
+) -> dict[str, Any]:
+    """Evaluate `model` on a split of a dataset (name, folder or DatasetIndex); see evaluate_loader."""
+    index = dataset if isinstance(dataset, DatasetIndex) else find_dataset(dataset, data_root)
+    device = resolve_device(device)
+    model = unwrap(model).to(device)
+    loader = make_loader(index, split, protocol, image_size, batch_size, limit)
+    result = evaluate_loader(
+        model, loader, device, scores_only=scores_only, label=label, sigma=sigma, progress=progress
+    )
+    return {"dataset": index.name, "split": split, "protocol": protocol, **result}
+
+
+def evaluate_checkpoint(
+    checkpoint: str | os.PathLike,
+    dataset: str | os.PathLike | DatasetIndex,
+    split: str = "test",
+    protocol: str = "resize256",
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """Evaluate a checkpoint file or run folder (its best.pt); keywords as evaluate_model."""
+    device = resolve_device(kwargs.pop("device", "auto"))
+    model, ckpt = load_model(checkpoint, device)
+    if "image_size" not in kwargs and "image_size" in (ckpt.get("config") or {}):
+        kwargs["image_size"] = ckpt["config"]["image_size"]  # the size it was trained at
+    result = evaluate_model(model, dataset, split, protocol, device=device, **kwargs)
+    return {"checkpoint": ckpt["path"], "model": ckpt["model"], "size": ckpt.get("size"), **result}
+
+
+def topk_coverage_curve(
+    model: nn.Module,
+    dataset: str | os.PathLike | DatasetIndex,
+    ks: tuple[int, ...] = (1, 2, 3, 5, 8, 16),
+    split: str = "test",
+    protocol: str = "resize256",
+    image_size: int = 256,
+    device: str | torch.device | None = "auto",
+    data_root: str | None = None,
+) -> list[dict[str, Any]]:
+    """Top-K coverage and precision of a scorer for several K (one scoring pass; Fig. 7)."""
+    index = dataset if isinstance(dataset, DatasetIndex) else find_dataset(dataset, data_root)
+    device = resolve_device(device)
+    m = unwrap(model).to(device).eval()
+    from nairstd.models.scoring import select_top_k
+
+    loader = make_loader(index, split, protocol, image_size)
+    meters = {k: TopKCoverage() for k in ks}
+    with torch.inference_mode():
+        for batch in loader:
+            _, scores = m.score_patches(batch["image"].to(device))
+            padded = pad_masks(batch["mask"], pad_multiple(m)).numpy()[:, 0] > 0.5
+            flags = [target_patch_flags(mask, m.patch_size) for mask in padded]
+            for k, meter in meters.items():
+                sel = select_top_k(scores, min(k, scores.shape[1])).cpu().numpy()
+                for s, f in zip(sel, flags):
+                    meter.update(s, f)
+    rows = []
+    for k, meter in meters.items():
+        c = meter.compute()
+        rows.append({"K": k, "coverage": c["coverage"], "precision": c["precision"]})
+    return rows
+
+
+def finite(x: float | None) -> bool:
+    return x is not None and not (isinstance(x, float) and math.isnan(x))
+
+
+__all__ = [
+    "evaluate_checkpoint",
+    "evaluate_loader",
+    "evaluate_model",
+    "make_loader",
+    "patch_labels",
+    "topk_coverage_curve",
+]

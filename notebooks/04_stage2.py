@@ -1,0 +1,64 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 04 — Stage 2: the full model
+#
+# Stage 2 starts from the soft-label Stage-1 run (notebook 03; trained here when it is missing),
+# freezes the scorer, keeps the hard Top-K selection, and trains the detector, the injection and
+# the native branch with L_seg = BCE + Dice: two parameter groups (main at lr_main, native branch
+# at the smaller lr_native) and a fresh cosine schedule. The model kept is the best on the
+# validation split (IoU); the test split is only measured.
+
+# %% tags=["parameters"]
+profile = "quick"  # smoke | quick | paper
+dataset = "SIRST"  # falls back to "synthetic" (made by notebook 01) when not found
+size = None  # model size: None = the profile's (tiny for smoke/quick, base for paper)
+label = "soft"  # the Stage-1 labels to start from
+seed = 0
+data_root = None  # extra dataset folder(s); None: NAIRSTD_DATA and data/
+output_dir = None  # None: the project's outputs/
+
+# %%
+from pathlib import Path
+
+from IPython.display import Image, Markdown, display
+
+from nairstd.paths import outputs_root
+from nairstd.reproduce import stage1, stage2
+
+out = Path(output_dir) if output_dir else outputs_root()
+tables_dir, figures_dir = out / "tables", out / "figures"
+dataset = stage1.pick_dataset(dataset, data_root)
+print(f"profile {profile}, dataset {dataset}")
+
+# %% [markdown]
+# ## Train (or reuse) Stage 2
+
+# %%
+run = stage2.train_stage2(profile, dataset, size=size, label=label, seed=seed, data_root=data_root)
+
+# %% [markdown]
+# ## Training curves (from the run's log.csv)
+
+# %%
+stage2.training_curves(run, figures_dir / "stage2_curves.png")
+display(Image(filename=str(figures_dir / "stage2_curves.png")))
+
+# %% [markdown]
+# ## Validation and test metrics of the selected model
+
+# %%
+table = stage2.metrics_table(run, dataset, profile, data_root=data_root)
+stage2.write_metrics_table(table, run, tables_dir, profile)
+display(Markdown((tables_dir / "stage2_metrics.md").read_text()))
