@@ -27,7 +27,9 @@ def canonical(name: str) -> str:
 
 
 def to_markdown(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
-    return df.to_markdown(index=False, floatfmt=floatfmt, missingval="n/c")
+    """Markdown table; NaN cells (not computed) print as 'n/c'."""
+    cells = df.astype(object).where(df.notna(), None)
+    return cells.to_markdown(index=False, floatfmt=floatfmt, missingval="n/c")
 
 
 def write_table(

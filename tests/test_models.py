@@ -26,6 +26,15 @@ VARIANTS = ["detector", "detector_ds2", "dense_cnn", "na_irstd"]
 NATIVE = ["dense_cnn", "na_irstd"]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one thread is as fast, and immune to OpenMP spin-waits on a busy CPU."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _model(name: str, **kw) -> torch.nn.Module:
     torch.manual_seed(0)
     return build_model(name, size="tiny", **kw)
@@ -447,6 +456,6 @@ def test_bench_models_smoke(capsys):
     assert row["inject_k"] == "5/16"
     assert row["inject_ratio"] == pytest.approx(16 / 5, rel=1e-6)  # injection cost is linear in K
     assert "FLOPs = 2 x multiply-adds" in capsys.readouterr().out
-    argv = "model --variants detector --hw 64 --batch 2 --iters 1 --train-steps 1 --json"
+    argv = "model --variants detector --hw 64 --batch 2 --iters 1 --train-steps 1 --json --no-malloc-tuning"
     main(argv.split())
     assert '"variant": "detector"' in capsys.readouterr().out

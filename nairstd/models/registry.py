@@ -29,8 +29,19 @@ def register_model(name: str) -> Callable[[Builder], Builder]:
     return deco
 
 
+def _load_builtin_models() -> None:
+    """Import the modules that register models (the Na-IRSTD variants and the baselines).
+
+    Lazy, so `import nairstd.models` stays light and the baselines can import this registry.
+    """
+    import nairstd.baselines  # noqa: F401
+    import nairstd.models.na_irstd  # noqa: F401
+
+
 def build_model(name: str, size: str = "tiny", **overrides: Any) -> nn.Module:
     """Build a registered model. Overrides map onto config fields; unknown ones raise TypeError."""
+    if name not in _REGISTRY:
+        _load_builtin_models()
     if name not in _REGISTRY:
         raise KeyError(f"unknown model {name!r}; registered: {list_models()}")
     return _REGISTRY[name](size=size, **overrides)
@@ -38,4 +49,5 @@ def build_model(name: str, size: str = "tiny", **overrides: Any) -> nn.Module:
 
 def list_models() -> list[str]:
     """Registered model names, sorted."""
+    _load_builtin_models()
     return sorted(_REGISTRY)

@@ -13,6 +13,7 @@ from nairstd.data.images import DataError
 from nairstd.data.index import find_dataset
 from nairstd.plots import save_figure
 from nairstd.profiles import check_profile
+from nairstd.reproduce import common
 from nairstd.tables import write_table
 from nairstd.train import RunResult, profile_config, topk_coverage_curve, train
 from nairstd.train.config import cpu_threads, profile_threads
@@ -21,7 +22,7 @@ KS = (1, 2, 3, 5, 8, 16)
 LABELS = ("soft", "hard")
 COLOURS = {"soft": "tab:blue", "hard": "tab:orange"}
 # Test images scored per profile for Fig. 7 (None: the whole test split).
-EVAL_LIMIT = {"smoke": 6, "quick": None, "paper": None}
+EVAL_LIMIT = common.EVAL_LIMIT
 
 
 def pick_dataset(dataset: str, data_root: str | None = None, fallback: str = "synthetic") -> str:

@@ -8,11 +8,13 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from nairstd.data.index import find_dataset
 from nairstd.plots import save_figure
 from nairstd.profiles import check_profile
-from nairstd.reproduce.stage1 import EVAL_LIMIT, markdown_ready
+from nairstd.reproduce.common import cached_eval
+from nairstd.reproduce.stage1 import markdown_ready
 from nairstd.tables import reported, write_table
-from nairstd.train import RunResult, evaluate_model, profile_config, train
+from nairstd.train import RunResult, profile_config, train
 from nairstd.train.config import cpu_threads, profile_threads
 
 PROTOCOLS = ("resize256", "native")
@@ -93,15 +95,14 @@ def metrics_table(
     data_root: str | None = None,
 ) -> pd.DataFrame:
     """Metrics of the selected model (best.pt) per split and protocol, beside the paper's row."""
-    model = run.load_model()
-    limit = EVAL_LIMIT.get(profile)
+    index = find_dataset(dataset, data_root)
     rows = []
     for split in splits:
         for protocol in protocols:
+            # Cached in the run folder (reproduce.common): notebooks 05-07 reuse these numbers.
             with cpu_threads(profile_threads(profile)):
-                r = evaluate_model(
-                    model, dataset, split, protocol, device="cpu", limit=limit, data_root=data_root
-                )
+                r = cached_eval(run, index, split, protocol, profile)
+            r = {"dataset": index.name, **r}
             rows.append(
                 {
                     "source": f"measured ({profile})",
