@@ -22,6 +22,10 @@ from nairstd.train import RunResult, evaluate_model, profile_config, train
 from nairstd.train.config import config_hash
 from nairstd.train.runs import dataset_identity
 
+# Comparison runs (Tables I, III, IV, V) share one smaller budget in `quick`, so that the whole
+# pipeline fits 90 minutes on a 2-core CPU; notebooks 03/04 keep the profile's full schedule.
+COMPARISON_BUDGET = {"smoke": {}, "quick": {"epochs": 20, "crop_size": 128}, "paper": {}}
+
 # Test images per profile: smoke scores a few images only (plumbing), the others the whole split.
 EVAL_LIMIT = {"smoke": 6, "quick": None, "paper": None}
 

@@ -1,0 +1,386 @@
+"""Interactive explorer of the Top-K patch selection (notebook 06, JupyterLab + ipywidgets).
+
+    from nairstd.widgets import explore_selection
+    explore_selection(model, index, stems)     # a widget: image, K, threshold, sigma
+
+The explorer shows, for one test image (resized to 256x256 as in the paper's protocol):
+the selected patches on the image (green: selected and holds a target, red: selected without a
+target, dashed yellow: target patches that were missed), the soft patch labels (Eq. 10-11) for the
+chosen sigma, and the prediction binarised at the chosen threshold with hits, misses and false
+alarms marked (metrics.match_objects), plus one line of per-image numbers.
+
+The model forward is cached per (image, K), so the threshold and sigma sliders only redraw.
+The drawing helpers (`outline_patches`, `mark_objects`) are shared with Fig. 5 (reproduce.ablations).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib import patches as mpatches
+from matplotlib import pyplot as plt
+from scipy import ndimage
+
+from nairstd.data.images import resize_image, resize_mask_nearest, standardize
+from nairstd.data.index import DatasetIndex
+from nairstd.metrics import IRSTDMetrics, ObjectMatch, TopKCoverage, target_patch_flags
+
+SELECTED_TARGET = "lime"  # selected patch holding a target
+SELECTED_EMPTY = "red"  # selected patch without a target
+MISSED = "yellow"  # target patch not selected (dashed)
+
+_EIGHT = np.ones((3, 3), dtype=bool)
+
+
+# -------------------------------------------------------------------------------------------------
+# Data and model helpers
+# -------------------------------------------------------------------------------------------------
+def load_sample(index: DatasetIndex, stem: str, size: int | None = 256):
+    """(image in [0, 1], bool mask, network input (1, 1, H, W)) of one image; resized to
+    size x size (the resize256 protocol) unless size is None (native)."""
+    image, mask = index.load(stem)
+    if size:
+        image = resize_image(image, (size, size))
+        mask = resize_mask_nearest(mask, (size, size))
+    x = torch.from_numpy(np.ascontiguousarray(standardize(image.astype(np.float32))))[None, None]
+    return image, mask, x
+
+
+def pad_to(a: np.ndarray, multiple: int) -> np.ndarray:
+    """Zero-pad a 2-D array bottom/right to a multiple (the models' padding of the patch lattice)."""
+    h, w = a.shape
+    return np.pad(a, ((0, (-h) % multiple), (0, (-w) % multiple)))
+
+
+def soft_weight_map(mask: np.ndarray, sigma: float) -> np.ndarray:
+    """Pixel weights w(p) = max_c exp(-|p - c|^2 / (2 sigma^2)) over the target centroids c
+    (Eq. 10); the patch means of this map are the soft labels (Eq. 11)."""
+    h, w = mask.shape
+    lab, n = ndimage.label(mask, structure=_EIGHT)
+    out = np.zeros((h, w))
+    if not n:
+        return out
+    rr, cc = np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64)
+    for cy, cx in ndimage.center_of_mass(mask, lab, range(1, n + 1)):
+        gy = np.exp(-((rr - cy) ** 2) / (2 * sigma**2))
+        gx = np.exp(-((cc - cx) ** 2) / (2 * sigma**2))
+        np.maximum(out, np.outer(gy, gx), out=out)
+    return out
+
+
+def patch_means(a: np.ndarray, patch_size: int) -> np.ndarray:
+    """(H, W) -> (rows, cols) means over the P x P patches (H, W multiples of P)."""
+    h, w = a.shape
+    p = patch_size
+    return a.reshape(h // p, p, w // p, p).mean(axis=(1, 3))
+
+
+# -------------------------------------------------------------------------------------------------
+# Drawing helpers (also used by Fig. 5)
+# -------------------------------------------------------------------------------------------------
+def outline_patches(
+    ax: plt.Axes,
+    selected: np.ndarray,
+    target_flags: np.ndarray,
+    grid: tuple[int, int],
+    patch_size: int,
+    show_missed: bool = True,
+    linewidth: float = 1.4,
+) -> dict[str, int]:
+    """Outline the selected patches on `ax` (image pixel coordinates): green when the patch holds
+    a target, red otherwise; dashed yellow for target patches that were not selected.
+    Returns the counts {"selected_target", "selected_empty", "missed"}."""
+    rows, cols = grid
+    p = patch_size
+    sel = {int(i) for i in np.asarray(selected).reshape(-1)}
+    flags = np.asarray(target_flags, dtype=bool).reshape(-1)
+    counts = {"selected_target": 0, "selected_empty": 0, "missed": 0}
+    for i in range(rows * cols):
+        r, c = divmod(i, cols)
+        xy = (c * p - 0.5, r * p - 0.5)
+        if i in sel:
+            colour = SELECTED_TARGET if flags[i] else SELECTED_EMPTY
+            counts["selected_target" if flags[i] else "selected_empty"] += 1
+            style = "-"
+        elif flags[i] and show_missed:
+            colour, style = MISSED, "--"
+            counts["missed"] += 1
+        else:
+            continue
+        ax.add_patch(
+            mpatches.Rectangle(
+                xy, p, p, fill=False, edgecolor=colour, linewidth=linewidth, linestyle=style
+            )
+        )
+    return counts
+
+
+def patch_legend_handles(show_missed: bool = True) -> list[mpatches.Patch]:
+    handles = [
+        mpatches.Patch(fill=False, edgecolor=SELECTED_TARGET, label="selected, holds a target"),
+        mpatches.Patch(fill=False, edgecolor=SELECTED_EMPTY, label="selected, no target"),
+    ]
+    if show_missed:
+        handles.append(
+            mpatches.Patch(
+                fill=False, edgecolor=MISSED, linestyle="--", label="target patch not selected"
+            )
+        )
+    return handles
+
+
+def mark_targets(ax: plt.Axes, mask: np.ndarray, radius: float = 7.0, colour: str = "cyan") -> None:
+    """A ring around every ground-truth object (8-connected), leaving the target itself visible."""
+    lab, n = ndimage.label(mask, structure=_EIGHT)
+    for cy, cx in ndimage.center_of_mass(mask, lab, range(1, n + 1)) if n else []:
+        ax.add_patch(mpatches.Circle((cx, cy), radius, fill=False, edgecolor=colour, linewidth=1))
+
+
+def mark_objects(ax: plt.Axes, match: ObjectMatch, radius: float = 6.0) -> None:
+    """Hits (green rings), misses (yellow rings, dashed) and false alarms (red squares)."""
+    matched_gt = {g for g, _ in match.pairs}
+    for k, (cy, cx) in enumerate(match.gt_centroids, start=1):
+        hit = k in matched_gt
+        ax.add_patch(
+            mpatches.Circle(
+                (cx, cy),
+                radius,
+                fill=False,
+                edgecolor="lime" if hit else "yellow",
+                linestyle="-" if hit else "--",
+                linewidth=1.3,
+            )
+        )
+    for k in match.unmatched_pred:
+        cy, cx = match.pred_centroids[k - 1]
+        ax.add_patch(
+            mpatches.Rectangle(
+                (cx - radius, cy - radius),
+                2 * radius,
+                2 * radius,
+                fill=False,
+                edgecolor="red",
+                linewidth=1.3,
+            )
+        )
+
+
+def object_legend_handles() -> list[Any]:
+    from matplotlib.lines import Line2D
+
+    return [
+        Line2D([], [], marker="o", ls="", mfc="none", mec="lime", label="target detected"),
+        Line2D([], [], marker="o", ls="", mfc="none", mec="yellow", label="target missed"),
+        Line2D([], [], marker="s", ls="", mfc="none", mec="red", label="false alarm"),
+    ]
+
+
+# -------------------------------------------------------------------------------------------------
+# The explorer
+# -------------------------------------------------------------------------------------------------
+@dataclass
+class Forward:
+    """One cached forward pass: probabilities (H, W), selected patch ids (K,), scores (N,)."""
+
+    prob: np.ndarray
+    selected: np.ndarray
+    scores: np.ndarray
+    grid: tuple[int, int]
+
+
+class SelectionExplorer:
+    """State behind `explore_selection`: cached samples and forwards, and the rendering."""
+
+    def __init__(
+        self, model: torch.nn.Module, index: DatasetIndex, stems: list[str], size: int | None = 256
+    ) -> None:
+        from nairstd.train.checkpoint import has_native_branch, unwrap
+
+        self.model = unwrap(model).cpu().eval()
+        if not has_native_branch(self.model):
+            raise ValueError(
+                f"{type(self.model).__name__} has no native branch / Top-K selection to explore"
+            )
+        if not stems:
+            raise ValueError("explore_selection needs at least one image stem")
+        self.index = index
+        self.stems = list(stems)
+        self.size = size
+        self.patch_size = int(self.model.patch_size)
+        self.multiple = int(getattr(self.model, "pad_multiple", self.patch_size))
+        self.default_k = int(self.model.top_k) if isinstance(self.model.top_k, int) else 5
+        self._samples: dict[str, tuple[np.ndarray, np.ndarray, torch.Tensor]] = {}
+        self._forwards: dict[tuple[str, int], Forward] = {}
+        self.n_forward = 0  # forward passes run (the cache's misses)
+
+    def sample(self, stem: str) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+        if stem not in self._samples:
+            self._samples[stem] = load_sample(self.index, stem, self.size)
+        return self._samples[stem]
+
+    def forward(self, stem: str, k: int) -> Forward:
+        """The model's prediction and selection for image `stem` with K = k (cached)."""
+        key = (stem, int(k))
+        if key not in self._forwards:
+            _, _, x = self.sample(stem)
+            before = self.model.top_k
+            self.model.top_k = int(k)
+            try:
+                with torch.inference_mode():
+                    out = self.model(x, return_extras=True)
+            finally:
+                self.model.top_k = before
+            self.n_forward += 1
+            self._forwards[key] = Forward(
+                prob=torch.sigmoid(out["logits"].float())[0, 0].numpy(),
+                selected=out["selected"][0].numpy(),
+                scores=out["patch_scores"][0].float().numpy(),
+                grid=tuple(int(g) for g in out["patch_grid"]),
+            )
+        return self._forwards[key]
+
+    def stats(self, stem: str, k: int, threshold: float) -> dict[str, Any]:
+        """Per-image coverage / precision of the selection and IoU / Pd / Fa at `threshold`."""
+        _, mask, _ = self.sample(stem)
+        fwd = self.forward(stem, k)
+        flags = target_patch_flags(pad_to(mask, self.multiple), self.patch_size)
+        cov = TopKCoverage()
+        cov.update(fwd.selected, flags)
+        metrics = IRSTDMetrics(threshold=threshold)
+        match = metrics.update(fwd.prob, mask)
+        return {**cov.compute(), **metrics.compute(), "match": match, "flags": flags}
+
+    def summary(self, stem: str, k: int, threshold: float) -> str:
+        s = self.stats(stem, k, threshold)
+        cov = "n/a (no target)" if np.isnan(s["coverage"]) else f"{s['coverage']:.0f}%"
+        pd_ = "n/a" if np.isnan(s["Pd"]) else f"{s['Pd']:.0f}%"
+        return (
+            f"{stem}: K = {k}: coverage {cov} ({s['n_selected_target']}/{s['n_target_patches']} "
+            f"target patches), precision {s['precision']:.0f}% | threshold {threshold:.2f}: "
+            f"IoU {s['IoU']:.1f}%, Pd {pd_} ({s['n_matched']}/{s['n_gt_objects']}), "
+            f"Fa {s['Fa']:.1f}e-6 ({s['n_false_objects']} false alarm object(s))"
+        )
+
+    def render(self, stem: str, k: int, threshold: float = 0.5, sigma: float = 8.0) -> plt.Figure:
+        """The three panels for one setting (a matplotlib figure, not shown)."""
+        image, mask, _ = self.sample(stem)
+        fwd = self.forward(stem, k)
+        s = self.stats(stem, k, threshold)
+        p = self.patch_size
+        fig, axes = plt.subplots(1, 3, figsize=(13.5, 4.9))
+
+        ax = axes[0]
+        ax.imshow(image, cmap="gray", vmin=0, vmax=1)
+        outline_patches(ax, fwd.selected, s["flags"], fwd.grid, p)
+        ax.set_title(f"Top-{k} selected patches (of {fwd.grid[0] * fwd.grid[1]})", fontsize=10)
+        ax.legend(
+            handles=patch_legend_handles(),
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.02),
+            fontsize=7,
+            ncol=2,
+            frameon=False,
+        )
+
+        ax = axes[1]
+        padded = pad_to(mask, self.multiple)
+        labels = patch_means(soft_weight_map(padded, sigma), p)
+        h, w = padded.shape
+        im = ax.imshow(
+            labels,
+            cmap="viridis",
+            vmin=0,
+            vmax=max(labels.max(), 1e-6),
+            extent=(-0.5, w - 0.5, h - 0.5, -0.5),
+            interpolation="nearest",
+        )
+        for r in range(labels.shape[0]):
+            for c in range(labels.shape[1]):
+                if labels[r, c] >= 0.005:
+                    x, y = c * p + p / 2, r * p + p / 2
+                    text = f"{labels[r, c]:.2f}"
+                    ax.text(x, y, text, ha="center", va="center", fontsize=6, color="white")
+        mark_targets(ax, mask, colour="red")
+        ax.set_xlim(-0.5, mask.shape[1] - 0.5)
+        ax.set_ylim(mask.shape[0] - 0.5, -0.5)
+        ax.set_title(f"soft patch labels y_i (sigma = {sigma:g} px)", fontsize=10)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02, label="y_i")
+
+        ax = axes[2]
+        ax.imshow(fwd.prob > threshold, cmap="gray", vmin=0, vmax=1)
+        if mask.any():
+            ax.contour(mask.astype(float), levels=[0.5], colors="cyan", linewidths=0.6)
+        mark_objects(ax, s["match"])
+        ax.set_title(f"prediction > {threshold:.2f} (cyan: ground truth)", fontsize=10)
+        ax.legend(
+            handles=object_legend_handles(),
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.02),
+            fontsize=7,
+            ncol=3,
+            frameon=False,
+        )
+        for ax in axes:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        fig.suptitle(self.summary(stem, k, threshold), fontsize=8.5)
+        fig.tight_layout()
+        return fig
+
+    def widget(self):
+        """The ipywidgets explorer (a VBox of the controls, the summary line and the figure)."""
+        import ipywidgets as widgets
+        from IPython.display import display
+
+        image = widgets.Dropdown(options=self.stems, value=self.stems[0], description="image")
+        k = widgets.IntSlider(
+            value=min(max(self.default_k, 1), 16),
+            min=1,
+            max=16,
+            description="K",
+            continuous_update=False,
+        )
+        threshold = widgets.FloatSlider(
+            value=0.5,
+            min=0.05,
+            max=0.95,
+            step=0.05,
+            description="threshold",
+            continuous_update=False,
+        )
+        sigma = widgets.FloatSlider(
+            value=8.0,
+            min=1.0,
+            max=32.0,
+            step=1.0,
+            description="sigma (px)",
+            continuous_update=False,
+        )
+
+        def update(image: str, k: int, threshold: float, sigma: float) -> None:
+            fig = self.render(image, k, threshold, sigma)
+            display(fig)
+            plt.close(fig)
+
+        controls = {"image": image, "k": k, "threshold": threshold, "sigma": sigma}
+        out = widgets.interactive_output(update, controls)
+        box = widgets.VBox(
+            [widgets.HBox([image, k]), widgets.HBox([threshold, sigma]), out],
+        )
+        box.explorer = self  # for tests and for reuse from the notebook
+        box.update = update
+        box.controls = controls
+        return box
+
+
+def explore_selection(
+    model: torch.nn.Module, dataset_index: DatasetIndex, stems: list[str], size: int | None = 256
+):
+    """An ipywidgets explorer of the Top-K selection of `model` on the images `stems` of a
+    dataset: dropdown for the image, sliders for K (1..16), the decision threshold (0.05..0.95)
+    and the soft-label sigma (1..32 px). Returns the widget (display it in JupyterLab); its
+    `.explorer` (a SelectionExplorer) renders the same panels without a display."""
+    return SelectionExplorer(model, dataset_index, stems, size).widget()
