@@ -282,7 +282,7 @@ class SelectionExplorer:
             bbox_to_anchor=(0.5, -0.02),
             fontsize=7,
             ncol=2,
-            frameon=False,
+            facecolor="0.8",
         )
 
         ax = axes[1]
@@ -302,7 +302,8 @@ class SelectionExplorer:
                 if labels[r, c] >= 0.005:
                     x, y = c * p + p / 2, r * p + p / 2
                     text = f"{labels[r, c]:.2f}"
-                    ax.text(x, y, text, ha="center", va="center", fontsize=6, color="white")
+                    ink = "black" if labels[r, c] > 0.6 * labels.max() else "white"
+                    ax.text(x, y, text, ha="center", va="center", fontsize=6, color=ink)
         mark_targets(ax, mask, colour="red")
         ax.set_xlim(-0.5, mask.shape[1] - 0.5)
         ax.set_ylim(mask.shape[0] - 0.5, -0.5)
@@ -321,7 +322,7 @@ class SelectionExplorer:
             bbox_to_anchor=(0.5, -0.02),
             fontsize=7,
             ncol=3,
-            frameon=False,
+            facecolor="0.8",
         )
         for ax in axes:
             ax.set_xticks([])

@@ -1,0 +1,107 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 06 — Ablations: Tables IV and V, the impact of K, Fig. 5
+#
+# - **Table IV** (native-resolution branch): the detector alone (w/o native-resolution branch,
+#   one-stage L_seg), the Non-Patch-based CNN branch (`dense_cnn`, Stage 1 + Stage 2) and the
+#   patch-based 2D+1D branch (Na-IRSTD, the notebook-04 run).
+# - **Table V** (training): Na-IRSTD one-stage (from scratch, L_seg + L_score) and two-stage, each
+#   with hard and soft patch labels.
+# - **Impact of K**: Top-K coverage and detection metrics of the two-stage soft model for
+#   K = 1, 2, 3, 5, 8, 16. K is changed at test time; the paper retrains per K (`retrain_k`, paper
+#   profile only).
+# - **Fig. 5**: stage-1 features of the detector and of the native branch on images with small
+#   targets.
+#
+# Every run comes from the run cache (`outputs/runs/`): runs of notebooks 03-04 are reused, and a
+# second execution of this notebook trains nothing; evaluations are cached beside their run.
+
+# %% tags=["parameters"]
+profile = "quick"  # smoke | quick | paper
+dataset = "SIRST"  # training set; falls back to "synthetic" (made by notebook 01) when not found
+interactive = False  # True: show the ipywidgets explorer (JupyterLab); batch runs save figures
+retrain_k = False  # paper profile: one Stage-2 run per K instead of changing K at test time
+data_root = None  # extra dataset folder(s); None: NAIRSTD_DATA and data/
+output_dir = None  # None: the project's outputs/
+
+# %%
+from IPython.display import Image, Markdown, display
+
+from nairstd.reproduce import ablations, common
+
+tables_dir, figures_dir = common.output_dirs(output_dir)
+dataset = common.training_set(dataset, data_root)
+test_sets = ablations.eval_sets(dataset, data_root)
+print(f"profile {profile}; trained on {dataset}; tested on {[i.name for i in test_sets]}")
+
+# %% [markdown]
+# ## Table IV — the native-resolution branch
+
+# %%
+soft = ablations.two_stage(profile, "na_irstd", dataset, "soft", data_root)
+branch_runs = ablations.train_branch_runs(profile, dataset, data_root, soft=soft)
+table4 = ablations.branch_table(branch_runs, test_sets, profile)
+ablations.write_branch_table(table4, branch_runs, test_sets, tables_dir, profile)
+display(Markdown((tables_dir / "table4_branch_ablation.md").read_text()))
+
+# %% [markdown]
+# ## Table V — one-stage vs two-stage training, hard vs soft labels
+
+# %%
+stage_runs = ablations.train_stage_label_runs(profile, dataset, data_root, soft=soft)
+table5 = ablations.stage_label_table(stage_runs, test_sets, profile)
+ablations.write_stage_label_table(table5, stage_runs, test_sets, tables_dir, profile)
+display(Markdown((tables_dir / "table5_stage_label.md").read_text()))
+
+# %% [markdown]
+# ## Impact of K (Fig. 7, K) — coverage and detection against K
+
+# %%
+k_table, retrained = ablations.k_impact(
+    soft, test_sets[0], profile, retrain_k=retrain_k, data_root=data_root
+)
+ablations.write_k_table(k_table, soft, test_sets[0], tables_dir, profile, retrained)
+ablations.fig_k(k_table, figures_dir / "fig7_k_impact.png", retrained)
+display(Markdown((tables_dir / "table_k_impact.md").read_text()))
+display(Image(filename=str(figures_dir / "fig7_k_impact.png")))
+
+# %% [markdown]
+# ## Fig. 5 — stage-1 features: detector vs native-resolution branch
+#
+# Test images with small targets (cyan rings). Each feature map is the channel mean of |F| at
+# stage 1, brought to the image lattice (the native-branch patches are put back in place), scaled
+# to its own range.
+
+# %%
+model = soft.final.load_model()
+stems = ablations.small_target_stems(test_sets[0], n=3)
+ablations.fig5(model, test_sets[0], stems, figures_dir / "fig5_features.png", soft.final.run_id)
+display(Image(filename=str(figures_dir / "fig5_features.png")))
+
+# %% [markdown]
+# ## Explore the Top-K selection
+#
+# With `interactive = True` (JupyterLab): pick a test image, change K, the decision threshold and
+# the soft-label sigma. In batch runs the same panels are saved for one image at the defaults.
+
+# %%
+if interactive:
+    from nairstd.widgets import explore_selection
+
+    display(explore_selection(model, test_sets[0], test_sets[0].split("test")))
+else:
+    path = figures_dir / "selection_explorer.png"
+    ablations.explorer_snapshot(model, test_sets[0], stems[0], path)
+    display(Image(filename=str(path)))
