@@ -82,7 +82,8 @@ display(Image(filename=str(figures_dir / "fig7_k_impact.png")))
 #
 # Test images with small targets (cyan rings). Each feature map is the channel mean of |F| at
 # stage 1, brought to the image lattice (the native-branch patches are put back in place), scaled
-# to its own range.
+# to its own range. The patch grid visible in the native-branch map is the GPM's per-patch
+# residual (Eq. 9: the attention output A_i is added to every pixel of patch i).
 
 # %%
 model = soft.final.load_model()

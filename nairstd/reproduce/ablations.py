@@ -290,17 +290,21 @@ def _dataset_notes(table: pd.DataFrame, indices: list[DatasetIndex]) -> list[str
     if "delta_IoU" in table.columns:
         notes.append("delta = measured - reported, only for a dataset the paper also used")
     else:
+        sirst = (
+            " (SIRST, the 427-image set with its official split, is not the paper's SIRSTAUG)"
+            if any(canonical(i.name) == "sirst" for i in indices)
+            else ""
+        )
         notes.append(
-            f"no delta column: none of the datasets measured here ({names}) is one of the paper's "
-            "(SIRST, the 427-image set with its official split, is not the paper's SIRSTAUG); "
-            "the reported rows are there for reference"
+            f"no delta column: none of the datasets measured here ({names}) is one of the "
+            f"paper's{sirst}; the reported rows are there for reference"
         )
     return notes
 
 
 def _common_notes(profile: str, indices: list[DatasetIndex], trained: Iterable[Trained]) -> list:
     limit = common.EVAL_LIMIT[profile]
-    scored = f"the first {limit} test images" if limit else "the whole test split"
+    scored = f"the first {limit} (at most) test images" if limit else "the whole test split"
     sets = ", ".join(i.name for i in indices)
     notes = [
         f"profile: {profile}; trained on the train split of {trained_dataset(trained)}; measured "
@@ -453,7 +457,7 @@ def write_k_table(
     retrained: bool = False,
 ) -> tuple[Path, Path]:
     limit = common.EVAL_LIMIT[profile]
-    scored = f"the first {limit} test images" if limit else "the whole test split"
+    scored = f"the first {limit} (at most) test images" if limit else "the whole test split"
     notes = [
         f"profile: {profile}; na_irstd two-stage soft ({soft.final.run_id}), measured on {scored} "
         f"of {index.name} (resized to 256x256: N = 64 patches of 32x32)",

@@ -19,7 +19,7 @@ from nairstd.data.index import DatasetIndex, find_dataset
 from nairstd.io import write_json
 from nairstd.metrics import IRSTDMetrics
 from nairstd.train import RunResult, evaluate_model, profile_config, train
-from nairstd.train.config import config_hash
+from nairstd.train.config import config_hash, cpu_threads, profile_threads
 from nairstd.train.runs import dataset_identity
 
 # Comparison runs (Tables I, III, IV, V) share one smaller budget in `quick`, so that the whole
@@ -85,9 +85,10 @@ def cached_eval(
     model = run.load_model()
     if top_k is not None:
         model.top_k = top_k
-    result = evaluate_model(
-        model, dataset, split, protocol, limit=EVAL_LIMIT[profile], device="cpu"
-    )
+    with cpu_threads(profile_threads(profile)):
+        result = evaluate_model(
+            model, dataset, split, protocol, limit=EVAL_LIMIT[profile], device="auto"
+        )
     write_json(cache, {"key": key, "result": result})
     return result
 

@@ -1,0 +1,303 @@
+"""Notebook 06 helpers (no training): unpatchify, feature maps, the K table, the tables beside the
+paper's rows, Fig. 5 / Fig. 7 (K) drawing, the run-cache keys it shares with notebooks 03-04, and
+the ipywidgets selection explorer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import write_toolbox_dataset
+
+from nairstd.data import open_dataset
+from nairstd.models import build_model, soft_patch_labels
+from nairstd.models.native_branch import patchify
+from nairstd.reproduce import ablations, stage1, stage2
+from nairstd.train import profile_config, stage1_config_for
+from nairstd.widgets import (
+    SelectionExplorer,
+    explore_selection,
+    patch_means,
+    soft_weight_map,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _model(name: str = "na_irstd", **kw) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model(name, size="tiny", **kw).eval()
+
+
+@pytest.fixture
+def toy(tmp_path):
+    """6 images of 40x48 with one 2x2 target each (test split: the last two)."""
+    return open_dataset(write_toolbox_dataset(tmp_path, "TOY", n=6))
+
+
+# --------------------------------------------------------------------------------------------------
+# Unpatchify and the feature maps of Fig. 5
+# --------------------------------------------------------------------------------------------------
+def test_native_feature_map_inverts_patchify():
+    x = torch.randn(2, 3, 64, 96)
+    p, grid = patchify(x, 32)
+    assert grid == (2, 3)
+    back = ablations.native_feature_map(p.reshape(2, 6, 3, 32, 32), grid)
+    assert torch.equal(back, x)
+
+
+def test_native_feature_map_puts_each_patch_in_its_place():
+    # Patch i = r * cols + c must land on rows r*P.., columns c*P.. (row-major lattice).
+    rows, cols, P = 3, 4, 8
+    f = torch.zeros(1, rows * cols, 1, P, P)
+    for i in range(rows * cols):
+        f[0, i] = i
+    m = ablations.native_feature_map(f, (rows, cols))[0, 0]
+    for r in range(rows):
+        for c in range(cols):
+            block = m[r * P : (r + 1) * P, c * P : (c + 1) * P]
+            assert torch.all(block == r * cols + c)
+
+
+def test_native_feature_map_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="B, N, d, P, P"):
+        ablations.native_feature_map(torch.zeros(4, 2, 8, 8), (2, 2))
+    with pytest.raises(ValueError, match="do not fill"):
+        ablations.native_feature_map(torch.zeros(1, 5, 2, 8, 8), (2, 2))
+
+
+def test_channel_mean_abs_upsamples():
+    f = torch.full((1, 4, 8, 8), -2.0)
+    m = ablations.channel_mean_abs(f, (32, 32))
+    assert m.shape == (32, 32)
+    assert np.allclose(m, 2.0)
+
+
+@pytest.mark.parametrize("name", ["na_irstd", "dense_cnn"])
+def test_feature_maps_on_the_image_lattice(name):
+    model = _model(name)
+    x = torch.randn(1, 1, 64, 96)
+    maps = ablations.feature_maps(model, x)
+    for key in ("detector", "native", "fused", "prob"):
+        assert maps[key].shape == (64, 96), key
+        assert np.isfinite(maps[key]).all()
+    assert maps["grid"] == (2, 3)
+    assert len(maps["selected"]) == min(5, 6)
+    # gamma starts at 0: the untrained injection leaves the detector features unchanged.
+    assert np.allclose(maps["fused"], maps["detector"], atol=1e-5)
+
+
+def test_small_target_stems_and_fig5(toy, tmp_path):
+    stems = ablations.small_target_stems(toy, n=2)
+    assert len(stems) == 2 and set(stems) <= set(toy.split("test"))
+    path = ablations.fig5(_model(), toy, stems, tmp_path / "fig5.png", "untrained")
+    assert path.is_file() and path.stat().st_size > 10_000
+
+
+# --------------------------------------------------------------------------------------------------
+# Impact of K
+# --------------------------------------------------------------------------------------------------
+def _fake_eval(k: int) -> dict:
+    return {
+        "coverage": min(100.0, 20.0 * k),
+        "precision": 100.0 / k,
+        "IoU": 50 + k,
+        "nIoU": 40 + k,
+        "Pd": 80.0,
+        "Fa": 10.0 / k,
+        "FA_per_image": 0.1,
+        "n_images": 6,
+        "other": "ignored",
+    }
+
+
+def test_k_table_rows_and_default(tmp_path):
+    table = ablations.k_table(_fake_eval, ks=(1, 2, 5, 16), default_k=5)
+    assert list(table["K"]) == [1, 2, 5, 16]
+    assert list(table["default"]) == [False, False, True, False]
+    assert list(table.columns) == ["K", "default", *ablations.K_COLUMNS]
+    assert table.loc[table["K"] == 2, "coverage"].item() == 40.0
+    path = ablations.fig_k(table, tmp_path / "k.png")
+    assert path.is_file() and path.stat().st_size > 10_000
+    soft = ablations.Trained("soft", [_fake_run("na_irstd-s2")])
+    _, md = ablations.write_k_table(table, soft, SimpleNamespace(name="TOY"), tmp_path, "smoke")
+    text = md.read_text()
+    assert ablations.K_NOTE in text and "na_irstd-s2" in text
+
+
+def test_k_impact_changes_k_at_test_time(monkeypatch):
+    calls = []
+
+    def fake_measure(trained, index, profile, top_k=None):
+        calls.append(top_k)
+        return _fake_eval(top_k or 5)
+
+    monkeypatch.setattr(ablations, "measure", fake_measure)
+    soft = ablations.Trained("soft", [_fake_run("na_irstd-s2", top_k=5)])
+    with pytest.warns(UserWarning, match="paper profile"):
+        table, retrained = ablations.k_impact(soft, None, "smoke", ks=(1, 5, 8), retrain_k=True)
+    assert not retrained
+    assert calls == [1, 5, 8]
+    assert table["default"].tolist() == [False, True, False]
+
+
+# --------------------------------------------------------------------------------------------------
+# Tables IV and V beside the paper's rows
+# --------------------------------------------------------------------------------------------------
+def _fake_run(run_id: str, time_s: float = 60.0, top_k=None):
+    config = SimpleNamespace(dataset="SIRST", top_k=top_k)
+    return SimpleNamespace(run_id=run_id, metrics={"train_time_s": time_s}, config=config)
+
+
+def _fake_measure(trained, index, profile, top_k=None):
+    # IoU depends on the run so rows are distinguishable.
+    return {"IoU": 10.0 + len(trained.runs), "nIoU": 9.0, "Pd": 90.0, "Fa": 5.0, "n_images": 3}
+
+
+@pytest.fixture
+def fake_eval(monkeypatch):
+    monkeypatch.setattr(ablations, "measure", _fake_measure)
+    monkeypatch.setattr(ablations, "n_params", lambda run: 1_500_000)
+
+
+def _branch_runs():
+    return {
+        "detector": ablations.Trained("detector one-stage", [_fake_run("det")]),
+        "dense_cnn": ablations.Trained("dense", [_fake_run("d1"), _fake_run("d2", 120.0)]),
+        "na_irstd": ablations.Trained("na", [_fake_run("n1"), _fake_run("n2")]),
+    }
+
+
+def test_same_dataset_excludes_irstd_hard_built_here():
+    assert ablations.same_dataset("IRSTD1k", "IRSTD-1k")
+    assert ablations.same_dataset("nudt-sirst", "NUDT-SIRST")
+    assert not ablations.same_dataset("SIRST", "SIRSTAUG")
+    assert not ablations.same_dataset("IRSTD-Hard", "IRSTD-Hard")
+
+
+def test_branch_table_without_shared_dataset_has_no_delta(fake_eval, tmp_path):
+    indices = [SimpleNamespace(name="SIRST"), SimpleNamespace(name="IRSTD-Hard", root=tmp_path)]
+    runs = _branch_runs()
+    table = ablations.branch_table(runs, indices, "smoke")
+    measured = table[table["source"] == "measured (smoke)"]
+    paper = table[table["source"] == "reported in paper (Table IV)"]
+    assert len(measured) == 6 and len(paper) == 12
+    assert not any(c.startswith("delta_") for c in table.columns)
+    assert set(paper["variant"]) == {"detector", "dense_cnn", "na_irstd"}
+    row = paper[(paper["dataset"] == "NUDT-SIRST") & (paper["variant"] == "na_irstd")]
+    assert row["IoU"].item() == pytest.approx(97.45)
+    assert row["paper_name"].item() == "Patch-based 2D+1D (ours)"
+    dense = measured[measured["variant"] == "dense_cnn"].iloc[0]
+    assert dense["train_time_min"] == pytest.approx(3.0)  # Stage 1 + Stage 2
+    assert dense["params_M"] == pytest.approx(1.5)
+    _, md = ablations.write_branch_table(table, runs, indices, tmp_path, "smoke")
+    text = md.read_text()
+    assert "no delta column" in text and "shares only the name" in text
+    assert "d1 + d2" in text
+
+
+def test_tables_get_a_delta_on_a_paper_dataset(fake_eval, tmp_path):
+    indices = [SimpleNamespace(name="IRSTD1k")]
+    table = ablations.branch_table(_branch_runs(), indices, "quick")
+    measured = table[table["source"] == "measured (quick)"].set_index("variant")
+    # detector: IoU 11 (one run) vs the paper's 72.14
+    assert measured.loc["detector", "delta_IoU"] == pytest.approx(11.0 - 72.14)
+    assert measured.loc["na_irstd", "delta_Fa"] == pytest.approx(5.0 - 4.33)
+    assert table[table["source"].str.startswith("reported")]["delta_IoU"].isna().all()
+
+    stage_runs = {
+        key: ablations.Trained("/".join(key), [_fake_run("r")]) for key in ablations.SETTINGS
+    }
+    t5 = ablations.stage_label_table(stage_runs, indices, "quick")
+    row = t5[(t5["source"] == "measured (quick)") & (t5["training"] == "one_stage")]
+    row = row[row["label"] == "hard"].iloc[0]
+    assert row["delta_Pd"] == pytest.approx(90.0 - 91.96)
+    csv, md = ablations.write_stage_label_table(t5, stage_runs, indices, tmp_path, "quick")
+    assert "delta = measured - reported" in md.read_text()
+    assert len(pd.read_csv(csv)) == 4 + 16
+
+
+# --------------------------------------------------------------------------------------------------
+# Run-cache keys shared with notebooks 03-04 (reuse instead of retraining)
+# --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("profile", ["smoke", "quick", "paper"])
+@pytest.mark.parametrize("label", ["soft", "hard"])
+def test_two_stage_configs_match_notebooks_03_and_04(profile, label):
+    s2 = profile_config(profile, "2", model="na_irstd", dataset="SIRST", label=label)
+    assert s2.hashed_fields() == stage2.stage2_config(profile, "SIRST", label=label).hashed_fields()
+    s1 = stage1_config_for(s2)
+    assert s1.hashed_fields() == stage1.stage1_config(profile, "SIRST", label).hashed_fields()
+
+
+# --------------------------------------------------------------------------------------------------
+# The ipywidgets explorer
+# --------------------------------------------------------------------------------------------------
+def test_soft_weight_map_matches_the_soft_labels():
+    mask = np.zeros((64, 64), bool)
+    mask[10:12, 40:43] = True
+    mask[50, 5] = True
+    ours = patch_means(soft_weight_map(mask, 6.0), 32).ravel()
+    ref = soft_patch_labels(torch.from_numpy(mask)[None, None], 32, sigma=6.0)[0].numpy()
+    assert np.allclose(ours, ref, atol=1e-6)
+
+
+def test_explorer_widget_updates_and_caches_forwards(toy, capsys):
+    import ipywidgets
+
+    stems = toy.split("test")
+    box = explore_selection(_model(), toy, stems, size=64)
+    assert isinstance(box, ipywidgets.VBox)
+    assert set(box.controls) == {"image", "k", "threshold", "sigma"}
+    assert box.controls["k"].min == 1 and box.controls["k"].max == 16
+    assert box.controls["threshold"].min == pytest.approx(0.05)
+    assert box.controls["threshold"].max == pytest.approx(0.95)
+    assert (box.controls["sigma"].min, box.controls["sigma"].max) == (1.0, 32.0)
+    explorer: SelectionExplorer = box.explorer
+    n0 = explorer.n_forward
+    box.update(stems[0], 2, 0.5, 8.0)
+    box.update(stems[0], 2, 0.2, 16.0)  # threshold / sigma: no new forward
+    assert explorer.n_forward == n0 + 1
+    box.update(stems[1], 3, 0.5, 4.0)
+    assert explorer.n_forward == n0 + 2
+    fwd = explorer.forward(stems[0], 2)
+    assert len(fwd.selected) == 2 and fwd.prob.shape == (64, 64)
+    assert explorer.model.top_k == 5  # restored after the forward
+    line = explorer.summary(stems[0], 2, 0.5)
+    assert "coverage" in line and "IoU" in line and "Pd" in line
+    stats = explorer.stats(stems[0], 2, 0.5)
+    assert stats["n_target_patches"] >= 1 and stats["n_selected"] == 2
+    capsys.readouterr()
+
+
+def test_explorer_render_and_snapshot(toy, tmp_path):
+    explorer = SelectionExplorer(_model(), toy, toy.split("test"), size=64)
+    fig = explorer.render(toy.split("test")[0], 4, 0.5, 8.0)
+    assert len(fig.axes) >= 3
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    path = ablations.explorer_snapshot(_model(), toy, toy.split("test")[0], tmp_path / "x.png")
+    assert path.is_file()
+
+
+def test_explorer_needs_a_native_branch(toy):
+    with pytest.raises(ValueError, match="no native branch"):
+        SelectionExplorer(_model("detector"), toy, toy.split("test"))
+    with pytest.raises(ValueError, match="at least one"):
+        SelectionExplorer(_model(), toy, [])
+
+
+def test_notebook_pair_exists():
+    repo = Path(__file__).resolve().parents[1]
+    assert (repo / "notebooks" / "06_ablations.py").is_file()
+    assert (repo / "notebooks" / "06_ablations.ipynb").is_file()
