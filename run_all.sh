@@ -25,6 +25,10 @@ if [ -z "${NAIRSTD_DATA:-}" ] && [ -d ../shared/datasets ]; then
   NAIRSTD_DATA="$(cd ../shared/datasets && pwd)"
   export NAIRSTD_DATA
 fi
+# glibc malloc otherwise returns every large activation to the OS and page-faults it back in:
+# measured 2x on the native branch at batch 1 (see nairstd.bench.tune_malloc).
+export MALLOC_MMAP_THRESHOLD_="${MALLOC_MMAP_THRESHOLD_:-67108864}"
+export MALLOC_TRIM_THRESHOLD_="${MALLOC_TRIM_THRESHOLD_:-134217728}"
 echo "run_all.sh: profile $profile, data roots: ${NAIRSTD_DATA:-<none>} + data/"
 out=outputs/notebooks
 mkdir -p "$out"
