@@ -12,6 +12,7 @@ import argparse
 import ctypes
 import json
 import statistics
+import sys
 import time
 from typing import Any
 
@@ -219,7 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("model", help="parameters, FLOPs, latency, training throughput per variant")
     p.add_argument("--size", default="tiny", choices=["tiny", "base"])
     p.add_argument(
-        "--variants", nargs="+", default=None, help=f"default: {' '.join(DEFAULT_VARIANTS)}"
+        "--variants",
+        nargs="+",
+        default=None,
+        help=f"default: {' '.join(DEFAULT_VARIANTS)}; 'all': every registered model (baselines too)",
     )
     p.add_argument("--hw", type=int, default=256, help="square input size (default 256)")
     p.add_argument("--batch", type=int, default=8, help="training batch (default 8)")
@@ -230,9 +234,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--no-malloc-tuning", action="store_true", help="keep glibc's default mmap/trim thresholds"
     )
+    sub.add_parser("predict", help="images/s of `predict` on 640x512 inputs (see --help)")
+    c = sub.add_parser("classical", help="seconds per 256x256 image of each classical method")
+    c.add_argument("--n", type=int, default=3, help="images to time per method")
+    c.add_argument("--json", action="store_true", help="print JSON")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "predict":  # its own options live in nairstd.train.bench_predict
+        from nairstd.train.bench_predict import main as bench_predict_main
+
+        return bench_predict_main(argv[1:])
     args = parser.parse_args(argv)
+    if args.what == "classical":
+        from nairstd.baselines import benchmark_classical
+
+        seconds = benchmark_classical(n=args.n, size=256)
+        if args.json:
+            print(json.dumps(seconds, indent=2))
+        else:
+            for name, value in seconds.items():
+                print(f"{name:8s} {value:8.3f} s per 256x256 image")
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.variants == ["all"]:
+        args.variants = list_models()
     if args.variants:
         unknown = sorted(set(args.variants) - set(list_models()))
         if unknown:

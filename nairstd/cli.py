@@ -169,17 +169,23 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from nairstd.metrics import format_metrics
     from nairstd.train import evaluate_checkpoint
+    from nairstd.train.evaluate import classical_method, evaluate_classical
 
-    result = evaluate_checkpoint(
-        args.checkpoint,
-        args.dataset,
-        split=args.split,
-        protocol=args.protocol,
-        batch_size=args.batch_size,
-        device=args.device,
-        limit=args.limit,
-        data_root=args.data_root,
-    )
+    if classical_method(args.checkpoint) is not None:
+        result = evaluate_classical(
+            args.checkpoint, args.dataset, args.split, args.protocol, args.limit, args.data_root
+        )
+    else:
+        result = evaluate_checkpoint(
+            args.checkpoint,
+            args.dataset,
+            split=args.split,
+            protocol=args.protocol,
+            batch_size=args.batch_size,
+            device=args.device,
+            limit=args.limit,
+            data_root=args.data_root,
+        )
     if args.json:
         print(json.dumps(_json_safe(result), indent=2))
         return 0
@@ -307,7 +313,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=_cmd_train)
 
     ev = verbs.add_parser("eval", help="evaluate a checkpoint: IoU, nIoU, Pd, Fa, Top-K coverage")
-    ev.add_argument("--checkpoint", required=True, help="checkpoint file or run folder")
+    ev.add_argument(
+        "--checkpoint",
+        required=True,
+        help="checkpoint file, run folder, or a classical method (tophat, mpcm, pstnn, nram)",
+    )
     ev.add_argument("--dataset", required=True, help="dataset name or folder")
     ev.add_argument("--split", default="test", help="train, val, test or all (default test)")
     ev.add_argument("--protocol", default="resize256", choices=["resize256", "native"])
@@ -324,7 +334,11 @@ def build_parser() -> argparse.ArgumentParser:
         "and detections.csv (image, target_id, x, y, area, peak_probability). Exit status 1 when "
         "an input could not be processed (it is named and skipped).",
     )
-    pred.add_argument("--checkpoint", required=True, help="checkpoint file or run folder")
+    pred.add_argument(
+        "--checkpoint",
+        required=True,
+        help="checkpoint file, run folder, or a classical method (tophat, mpcm, pstnn, nram)",
+    )
     pred.add_argument("--input", required=True, nargs="+", help="image files and/or folders")
     pred.add_argument("--output", required=True, help="output folder")
     pred.add_argument("--protocol", default="native", choices=["native", "resize256"])

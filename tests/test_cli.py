@@ -115,3 +115,19 @@ def test_score_list_file_and_perfect_prediction(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["IoU"] == 100.0 and result["Pd"] == 100.0 and result["Fa"] == 0.0
     assert result["n_images"] == 2
+
+
+def test_classical_methods_run_through_eval_and_predict(tmp_path, capsys):
+    folder = write_toolbox_dataset(tmp_path, "TOY", n=4, size=(64, 64))
+    assert main(["eval", "--checkpoint", "tophat", "--dataset", str(folder), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["method"] == "tophat" and result["n_images"] == 2 and result["Pd"] == 100.0
+    out = tmp_path / "pred"
+    code = main(
+        ["predict", "--checkpoint", "mpcm", "--input", str(folder / "images"), "--output", str(out)]
+    )
+    assert code == 0
+    written = sorted(p.name for p in out.glob("*.png"))
+    assert written == [f"img{i}.png" for i in range(4)]
+    assert np.asarray(Image.open(out / "img0.png")).shape == (64, 64)
+    assert "img0.png" in (out / "detections.csv").read_text()

@@ -12,14 +12,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from nairstd.data.images import DataError
 from nairstd.data.index import DatasetIndex, find_dataset
 from nairstd.io import write_json
-from nairstd.metrics import IRSTDMetrics
 from nairstd.train import RunResult, evaluate_model, profile_config, train
 from nairstd.train.config import config_hash, cpu_threads, profile_threads
+from nairstd.train.evaluate import evaluate_classical
 from nairstd.train.runs import dataset_identity
 
 # Comparison runs (Tables I, III, IV, V) share one smaller budget in `quick`, so that the whole
@@ -97,19 +95,7 @@ def evaluate_map_method(
     method, dataset: DatasetIndex, split: str = "test", protocol: str = "resize256", limit=None
 ) -> dict[str, Any]:
     """SPEC §6 metrics of a training-free method `method(image [0,1]) -> map [0,1]`."""
-    from nairstd.data.dataset import IRSTDDataset
-
-    data = IRSTDDataset(dataset, split, protocol=protocol)
-    stems = data.stems[:limit] if limit else data.stems
-    metrics = IRSTDMetrics()
-    start = time.perf_counter()
-    for stem in stems:
-        image, mask = data.load_pair(stem)
-        metrics.update(np.clip(method(image.astype(np.float32)), 0.0, 1.0), mask)
-    result = metrics.compute()
-    result["seconds"] = time.perf_counter() - start
-    result["seconds_per_image"] = result["seconds"] / len(stems)
-    return result
+    return evaluate_classical(method, dataset, split, protocol, limit)
 
 
 def output_dirs(output_dir: str | None = None) -> tuple[Path, Path]:

@@ -15,6 +15,7 @@ import os
 import time
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -249,3 +250,44 @@ __all__ = [
     "patch_labels",
     "topk_coverage_curve",
 ]
+
+
+def classical_method(name: str):
+    """The training-free method registered under `name` (nairstd.baselines.CLASSICAL), or None."""
+    from nairstd.baselines import CLASSICAL
+
+    return CLASSICAL.get(name)
+
+
+def evaluate_classical(
+    method: str | Any,
+    dataset: str | os.PathLike | DatasetIndex,
+    split: str = "test",
+    protocol: str = "resize256",
+    limit: int | None = None,
+    data_root: str | None = None,
+) -> dict[str, Any]:
+    """SPEC §6 metrics of a training-free method (a CLASSICAL name, or `fn(image [0,1]) -> map`)."""
+    fn = classical_method(method) if isinstance(method, str) else method
+    if fn is None:
+        raise ValueError(f"unknown classical method {method!r}")
+    index = dataset if isinstance(dataset, DatasetIndex) else find_dataset(dataset, data_root)
+    data = IRSTDDataset(index, split, protocol=protocol)
+    stems = data.stems[:limit] if limit else data.stems
+    metrics = IRSTDMetrics()
+    start = time.perf_counter()
+    for stem in stems:
+        image, mask = data.load_pair(stem)
+        metrics.update(np.clip(fn(image.astype(np.float32)), 0.0, 1.0), mask)
+    result = metrics.compute()
+    elapsed = time.perf_counter() - start
+    name = method if isinstance(method, str) else getattr(method, "__name__", "method")
+    return {
+        "dataset": index.name,
+        "split": split,
+        "protocol": protocol,
+        "method": name,
+        **result,
+        "seconds": elapsed,
+        "seconds_per_image": elapsed / len(stems),
+    }

@@ -30,6 +30,7 @@ from nairstd.data.images import IMAGE_EXTENSIONS, DataError, read_image, resize_
 from nairstd.io import save_png, write_text
 from nairstd.metrics import label_objects
 from nairstd.train.checkpoint import load_model, resolve_device, unwrap
+from nairstd.train.evaluate import classical_method
 
 DETECTION_COLUMNS = ["image", "target_id", "x", "y", "area", "peak_probability"]
 
@@ -93,6 +94,16 @@ def predict_probability(
     return prob.astype(np.float32)
 
 
+def classical_probability(
+    method: Callable[[np.ndarray], np.ndarray], image: np.ndarray, protocol: str, size: int = 256
+) -> np.ndarray:
+    """Map of a training-free method, under the same protocols as the networks."""
+    h, w = image.shape
+    x = resize_image(image, (size, size)) if protocol == "resize256" else image
+    prob = np.clip(method(x.astype(np.float32)), 0.0, 1.0).astype(np.float32)
+    return resize_image(prob, (h, w)) if protocol == "resize256" else prob
+
+
 def detections(prob: np.ndarray, image_name: str, threshold: float = 0.5) -> list[dict]:
     """One row per 8-connected component of prob > threshold."""
     labels, centroids, areas = label_objects(prob > threshold)
@@ -128,12 +139,16 @@ def predict_files(
 ) -> PredictResult:
     """Predict every input image; write `<stem>.png` maps and `detections.csv` to output_dir.
 
-    `checkpoint` is a checkpoint file, a run folder, or a model. Failures are collected in the
+    `checkpoint` is a checkpoint file, a run folder, a model, or the name of a classical method
+    (nairstd.baselines.CLASSICAL, e.g. "pstnn"). Failures are collected in the
     result (and logged) and never stop the other images.
     """
     say = log or (lambda line: print(line, flush=True))
     device = resolve_device(device)
-    if isinstance(checkpoint, nn.Module):
+    classical = classical_method(checkpoint) if isinstance(checkpoint, str) else None
+    if classical is not None:
+        model = None  # a training-free method: maps come from `classical(image)`
+    elif isinstance(checkpoint, nn.Module):
         model = unwrap(checkpoint).to(device).eval()
     else:
         model = load_model(checkpoint, device)[0]
@@ -157,7 +172,10 @@ def predict_files(
             if target.resolve() == file.resolve():
                 raise DataError(f"{file}: the output {target} would overwrite this input")
             image = read_image(file)
-            prob = predict_probability(model, image, protocol, size, device)
+            if classical is not None:
+                prob = classical_probability(classical, image, protocol, size)
+            else:
+                prob = predict_probability(model, image, protocol, size, device)
             save_png(to_uint8(prob), target)
         except DataError as err:
             result.failures.append((str(file), str(err)))
