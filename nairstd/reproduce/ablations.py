@@ -38,6 +38,7 @@ from nairstd.models.native_branch import unpatchify
 from nairstd.plots import save_figure
 from nairstd.profiles import check_profile
 from nairstd.reproduce import common
+from nairstd.reproduce.common import budgeted
 from nairstd.reproduce.stage1 import markdown_ready
 from nairstd.tables import canonical, reported, write_table
 from nairstd.train import RunResult, profile_config, stage1_config_for, train
@@ -123,6 +124,7 @@ def one_stage(
     **fields: Any,
 ) -> Trained:
     """One run from scratch (stage "one"): L_seg (+ L_score for native-branch models)."""
+    fields = budgeted(profile, fields)
     config = profile_config(profile, "one", model=model, dataset=dataset, label=label, **fields)
     name = f"{model} one-stage" + (f" {config.label}" if model != "detector" else "")
     return Trained(name, [train_logged(config, data_root)])
@@ -137,7 +139,8 @@ def two_stage(
     **fields: Any,
 ) -> Trained:
     """Stage 1 (scorer, L_score with `label`) then Stage 2 from it; both cached. The Stage-1
-    config is the one Stage 2 looks up, so notebook 03's Stage-1 runs are reused."""
+    config is the one Stage 2 looks up, so Stage-1 runs with the same settings are reused."""
+    fields = budgeted(profile, fields)
     config = profile_config(profile, "2", model=model, dataset=dataset, label=label, **fields)
     s1 = train_logged(stage1_config_for(config), data_root)
     s2 = train_logged(config, data_root)

@@ -49,10 +49,17 @@ def training_set(preferred: str = "SIRST", data_root: str | None = None) -> str:
     raise DataError("neither SIRST nor the synthetic dataset found: run notebook 01 first")
 
 
+def budgeted(profile: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """`fields` over the profile's COMPARISON_BUDGET (explicit fields win)."""
+    return {**COMPARISON_BUDGET[profile], **fields}
+
+
 def train_run(
     profile: str, model: str, dataset: str, stage: str = "one", **fields: Any
 ) -> RunResult:
-    """Train (or reuse) one run of `model` with the profile's settings for `stage`."""
+    """Train (or reuse) one comparison run of `model`: the profile's settings for `stage` under
+    the profile's COMPARISON_BUDGET (explicit `fields` still win)."""
+    fields = budgeted(profile, fields)
     config = profile_config(profile, stage, model=model, dataset=dataset, **fields)
     start = time.perf_counter()
     run = train(config)
