@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -349,6 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if os.environ.get("NAIRSTD_THREADS", "").strip() and args.verb in ("eval", "predict", "bench"):
+        import torch
+
+        # Same override the training runs honour (0: torch's default).
+        torch.set_num_threads(int(os.environ["NAIRSTD_THREADS"]) or torch.get_num_threads())
     # Our own data warnings (e.g. a mask resized) are one readable line each.
     previous_format = warnings.formatwarning
     warnings.formatwarning = lambda message, category, *a, **k: f"warning: {message}\n"
