@@ -74,14 +74,6 @@ def soft_iou_loss(logits: Tensor, target: Tensor, smooth: float = 1.0) -> Tensor
     return 1.0 - iou.mean()
 
 
-def dice_loss(logits: Tensor, target: Tensor, eps: float = 1.0) -> Tensor:
-    """Soft Dice per image, averaged (used by the ISNet edge loss)."""
-    p = torch.sigmoid(logits.float()).flatten(1)
-    g = target.float().flatten(1)
-    dice = (2 * (p * g).sum(1) + eps) / (p.sum(1) + g.sum(1) + eps)
-    return (1.0 - dice).mean()
-
-
 def main_logits(out: Tensor | Mapping[str, Any]) -> Tensor:
     """The main logits from either a plain forward (Tensor) or a `return_aux=True` dict."""
     return out if isinstance(out, Tensor) else out["logits"]

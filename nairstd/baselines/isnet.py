@@ -32,11 +32,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nairstd.models.registry import register_model
+from nairstd.train.losses import dice_loss
 
 from .common import (
     ConvBNReLU,
     FCNHead,
-    dice_loss,
     main_logits,
     pad_to,
     res_stage,
