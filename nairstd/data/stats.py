@@ -8,19 +8,18 @@ from collections import Counter
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage
 
 from nairstd.data.images import mask_is_binary, resize_image, resize_mask_nearest
 from nairstd.data.index import SPLITS, DatasetIndex
+from nairstd.metrics import label_objects
 
-EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 SMALL_TARGET_PX = 20  # the paper's IRSTD-Hard threshold (8-connected area)
 
 
 def target_areas(mask: np.ndarray) -> np.ndarray:
-    """Pixel areas of the 8-connected components of a bool mask, in label order."""
-    labels, count = ndimage.label(mask, structure=EIGHT_CONNECTED)
-    return np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    """Pixel areas of the 8-connected components of a bool mask, in label order (the same
+    objects the metrics count)."""
+    return label_objects(mask)[2]
 
 
 def target_table(index: DatasetIndex, protocol: str = "native", size: int = 256) -> pd.DataFrame:

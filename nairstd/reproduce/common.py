@@ -17,7 +17,6 @@ from nairstd.data.index import DatasetIndex, find_dataset
 from nairstd.io import write_json
 from nairstd.train import RunResult, evaluate_model, profile_config, train
 from nairstd.train.config import config_hash, cpu_threads, profile_threads
-from nairstd.train.evaluate import evaluate_classical
 from nairstd.train.runs import dataset_identity
 
 # Comparison runs (Tables I, III, IV, V) share one smaller budget in `quick`, so that the whole
@@ -96,13 +95,6 @@ def cached_eval(
         )
     write_json(cache, {"key": key, "result": result})
     return result
-
-
-def evaluate_map_method(
-    method, dataset: DatasetIndex, split: str = "test", protocol: str = "resize256", limit=None
-) -> dict[str, Any]:
-    """SPEC §6 metrics of a training-free method `method(image [0,1]) -> map [0,1]`."""
-    return evaluate_classical(method, dataset, split, protocol, limit)
 
 
 def output_dirs(output_dir: str | None = None) -> tuple[Path, Path]:

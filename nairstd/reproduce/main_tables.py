@@ -21,9 +21,10 @@ from nairstd.data.dataset import IRSTDDataset
 from nairstd.data.index import DatasetIndex
 from nairstd.metrics import match_objects
 from nairstd.plots import save_figure
-from nairstd.reproduce.common import EVAL_LIMIT, cached_eval, evaluate_map_method, train_run
+from nairstd.reproduce.common import EVAL_LIMIT, cached_eval, train_run
 from nairstd.tables import canonical, reported, write_table
 from nairstd.train import RunResult
+from nairstd.train.evaluate import evaluate_classical
 
 METRICS = ("IoU", "nIoU", "Pd", "Fa", "FA_per_image")
 OURS = "na_irstd"
@@ -66,7 +67,7 @@ def table3(
     rows = []
     for test in test_sets:
         for name in classical if classical is not None else list(CLASSICAL):
-            result = evaluate_map_method(
+            result = evaluate_classical(
                 CLASSICAL[name], test, "test", "resize256", EVAL_LIMIT[profile]
             )
             rows.append(_row(name, test.name, result, profile, trained_on="-"))
