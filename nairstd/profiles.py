@@ -1,12 +1,149 @@
-"""Run profiles (SPEC §4): `smoke` (plumbing, seconds), `quick` (2-core CPU), `paper` (GPU)."""
+"""Run profiles (SPEC §4): `smoke` (plumbing, seconds), `quick` (2-core CPU), `paper` (GPU).
+
+A `Profile` holds what the reproduction notebooks need per profile: the training budget of each
+comparison, the seeds of the claim tables, how many test images are scored and how many worker
+processes train independent runs. The per-stage schedules of single runs (`python -m nairstd
+train --profile ...`) stay in `nairstd.train.config`.
+"""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+from typing import Any
+
 PROFILES = ("smoke", "quick", "paper")
 DEFAULT_PROFILE = "quick"
+
+# A loop bound, not a schedule: budgets in steps end through `max_steps` long before it.
+_EPOCHS_CAP = 100_000
 
 
 def check_profile(profile: str) -> str:
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     return profile
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The training budget every deep run of one comparison gets (paper protocol: whole images,
+    one size, one batch). A two-stage run splits it: Stage 1 takes `stage1_share`, Stage 2 the
+    rest, so one-stage and two-stage runs see the same number of optimiser steps."""
+
+    steps: int | None = None  # optimiser steps per run (None: count in `epochs`)
+    epochs: int | None = None  # or passes over the train split (the paper's 500 + 1500)
+    stage1_share: float = 0.25  # Stage 1's part of a two-stage run (paper: 500 of 2000 epochs)
+    batch_size: int = 8  # paper: 8
+    image_size: int = 256  # every image resized to image_size^2 (paper's protocol)
+    crop_size: int | None = None  # None: whole images (paper); smoke uses small crops
+    val_every: int = 2  # validate every N epochs (and after the last)
+
+    def __post_init__(self) -> None:
+        if (self.steps is None) == (self.epochs is None):
+            raise ValueError("a Budget counts either steps or epochs")
+        if not 0 < self.stage1_share < 1:
+            raise ValueError("stage1_share must lie in (0, 1)")
+
+    @property
+    def total(self) -> int:
+        return int(self.steps if self.steps is not None else self.epochs)
+
+    def stage_share(self, stage: str) -> int:
+        """Steps (or epochs) of one stage: "1" and "2" split the total, "one" takes it all."""
+        stage = str(stage)
+        if stage == "one":
+            return self.total
+        stage1 = max(1, math.floor(self.total * self.stage1_share + 0.5))
+        return stage1 if stage == "1" else max(1, self.total - stage1)
+
+    def fields(self, stage: str) -> dict[str, Any]:
+        """TrainConfig fields that put a run of `stage` on this budget."""
+        n = self.stage_share(stage)
+        length = (
+            {"epochs": _EPOCHS_CAP, "max_steps": n}
+            if self.steps is not None
+            else {"epochs": n, "max_steps": None}
+        )
+        if str(stage) == "2":
+            # Stage 2 looks its Stage 1 up by config: tell it the Stage-1 length.
+            s1 = self.fields("1")
+            length.update(stage1_epochs=s1["epochs"], stage1_max_steps=s1["max_steps"])
+        return {
+            **length,
+            "batch_size": self.batch_size,
+            "image_size": self.image_size,
+            "crop_size": self.crop_size or 0,
+            "val_every": self.val_every,
+        }
+
+    def describe(self) -> str:
+        unit = "optimiser steps" if self.steps is not None else "epochs"
+        what = (
+            f"{self.crop_size} px crops" if self.crop_size else f"whole {self.image_size}^2 images"
+        )
+        s1 = self.stage_share("1")
+        return (
+            f"{self.total} {unit} per run on {what}, batch {self.batch_size}; a two-stage run "
+            f"counts Stage 1 + Stage 2 = {s1} + {self.total - s1}"
+        )
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything the reproduction notebooks need to know about a profile."""
+
+    name: str
+    claims: Budget  # Tables I, IV, V and Fig. 7 (the claim tables; every seed)
+    main: Budget  # Table III (every method, one seed)
+    seeds: tuple[int, ...]  # seeds of the claim tables
+    eval_limit: int | None  # score the first N test images (None: the whole split)
+    workers: int  # worker processes that train independent runs (one thread each)
+    bootstrap: int  # bootstrap resamples of the claim intervals
+    claim_sets: tuple[str, ...]  # training sets of the claim tables (those found are used)
+
+
+_PROFILE_TABLE = {
+    # Plumbing only: a few steps on small crops, 2 seeds so the seed machinery runs.
+    "smoke": Profile(
+        name="smoke",
+        claims=Budget(steps=4, batch_size=2, crop_size=64, val_every=1),
+        main=Budget(steps=4, batch_size=2, crop_size=64, val_every=1),
+        seeds=(0, 1),
+        eval_limit=6,
+        workers=2,
+        bootstrap=200,
+        claim_sets=("SIRST", "synthetic-nudt"),
+    ),
+    # 2-core CPU, whole 256x256 images at batch 8 (the paper's protocol). Claim tables: 320 steps
+    # (10 SIRST epochs) x 3 seeds; Table III: 160 steps (the deep baselines cost up to 3 s a step
+    # on one core). Sized so ./run_all.sh fits 60-90 minutes (README, "Profiles").
+    "quick": Profile(
+        name="quick",
+        claims=Budget(steps=320),
+        main=Budget(steps=160),
+        seeds=(0, 1, 2),
+        eval_limit=None,
+        workers=2,
+        bootstrap=2000,
+        claim_sets=("SIRST", "synthetic-nudt"),
+    ),
+    # The paper: 500 + 1500 epochs, base size (train.config), one seed on a GPU.
+    "paper": Profile(
+        name="paper",
+        claims=Budget(epochs=2000, val_every=10),
+        main=Budget(epochs=2000, val_every=10),
+        seeds=(0,),
+        eval_limit=None,
+        workers=1,
+        bootstrap=2000,
+        claim_sets=("SIRST", "synthetic-nudt"),
+    ),
+}
+
+
+def get_profile(profile: str | Profile) -> Profile:
+    """The Profile of a name (a Profile passes through)."""
+    if isinstance(profile, Profile):
+        return profile
+    return _PROFILE_TABLE[check_profile(profile)]

@@ -39,8 +39,10 @@ def write_table(
     title: str,
     notes: list[str] | None = None,
     floatfmt: str = ".2f",
+    display: pd.DataFrame | None = None,
 ) -> tuple[Path, Path]:
     """Write out_dir/name.csv and out_dir/name.md (title, notes, table), each atomically.
+    `display`: what the Markdown shows instead of `df` (e.g. "mean ± std" cells).
 
     Cells that were not computed must be NaN: they print as 'n/c' (not computed) in Markdown
     and stay empty in the CSV, never as a made-up number.
@@ -50,6 +52,45 @@ def write_table(
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [f"# {title}", "", *[f"- {n}" for n in notes or []], f"- written {stamp}", ""]
     md_path = write_text(
-        out_dir / f"{name}.md", "\n".join(lines) + "\n" + to_markdown(df, floatfmt) + "\n"
+        out_dir / f"{name}.md",
+        "\n".join(lines) + "\n" + to_markdown(df if display is None else display, floatfmt) + "\n",
     )
     return csv_path, md_path
+
+
+def over_seeds(rows: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.DataFrame:
+    """Rows of one table cell per seed -> one row per cell: each metric's mean, `<m>_std`
+    (sample std, n-1; NaN for one seed) and `n_seeds`. Columns outside keys/metrics keep the
+    first seed's value."""
+    if rows.empty:
+        return rows
+    out = []
+    for _, group in rows.groupby(keys, sort=False, dropna=False):
+        row = group.iloc[0].to_dict()
+        for m in metrics:
+            values = pd.to_numeric(group[m], errors="coerce")
+            row[m] = values.mean()
+            row[f"{m}_std"] = values.std(ddof=1) if values.notna().sum() > 1 else float("nan")
+        row["n_seeds"] = len(group)
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def mean_std_cells(table: pd.DataFrame, metrics: list[str], digits: int = 2) -> pd.DataFrame:
+    """A display copy of `over_seeds` output: "mean ± std" in each metric cell (the mean alone
+    for one seed or a reported row), the `_std` columns dropped."""
+    shown = table.copy()
+    for m in metrics:
+        if m not in shown:
+            continue
+        std = shown.get(f"{m}_std")
+        cells = []
+        for i, value in enumerate(shown[m]):
+            if value is None or pd.isna(value):
+                cells.append(None)
+            elif std is not None and not pd.isna(std.iloc[i]):
+                cells.append(f"{value:.{digits}f} ± {std.iloc[i]:.{digits}f}")
+            else:
+                cells.append(f"{value:.{digits}f}")
+        shown[m] = cells
+    return shown.drop(columns=[c for c in shown.columns if c.endswith("_std")])

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -35,18 +37,21 @@ from pathlib import Path
 from IPython.display import Image, Markdown, display
 
 from nairstd.paths import outputs_root
-from nairstd.reproduce import stage1, stage2
+from nairstd.reproduce import arms, stage1, stage2
 
 out = Path(output_dir) if output_dir else outputs_root()
 tables_dir, figures_dir = out / "tables", out / "figures"
 dataset = stage1.pick_dataset(dataset, data_root)
-print(f"profile {profile}, dataset {dataset}")
+claim_sets = [dataset, *[d for d in arms.claim_sets(profile, data_root) if d != dataset]]
+print(f"profile {profile}; shown: {dataset} (seed {seed}); claim sets: {claim_sets}")
 
 # %% [markdown]
-# ## Train (or reuse) Stage 2
+# ## Train (or reuse) Stage 2, every seed, in parallel
 
 # %%
-run = stage2.train_stage2(profile, dataset, size=size, label=label, seed=seed, data_root=data_root)
+trained = stage2.train_stage2_arms(profile, claim_sets, label, size=size, data_root=data_root)
+run = trained[(dataset, f"two_stage_{label}", seed)].final
+print(f"shown: {run.run_id}, from Stage 1 {run.config.init_from}")
 
 # %% [markdown]
 # ## Training curves (from the run's log.csv)
@@ -56,9 +61,16 @@ stage2.training_curves(run, figures_dir / "stage2_curves.png")
 display(Image(filename=str(figures_dir / "stage2_curves.png")))
 
 # %% [markdown]
-# ## Validation and test metrics of the selected model
+# ## The injection scale gamma_l per stage and epoch (Eq. 16; README "Injection gamma")
 
 # %%
-table = stage2.metrics_table(run, dataset, profile, data_root=data_root)
-stage2.write_metrics_table(table, run, tables_dir, profile)
+stage2.gamma_curves(trained, figures_dir / "stage2_gamma.png")
+display(Image(filename=str(figures_dir / "stage2_gamma.png")))
+
+# %% [markdown]
+# ## Validation and test metrics of the selected models (mean ± std over seeds)
+
+# %%
+table = stage2.metrics_table(trained, dataset, profile, data_root=data_root)
+stage2.write_metrics_table(table, trained, tables_dir, profile)
 display(Markdown((tables_dir / "stage2_metrics.md").read_text()))

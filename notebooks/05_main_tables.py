@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -44,7 +46,7 @@ print("trained on", train_name, "| test sets:", [t.name for t in test_sets])
 # ## Train (or reuse) the deep methods
 
 # %%
-runs = main_tables.train_deep(profile, train_name, deep_methods)
+runs = main_tables.train_deep(profile, train_name, deep_methods, test_sets)
 
 # %% [markdown]
 # ## Table III

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -39,31 +41,60 @@ output_dir = None  # None: the project's outputs/
 # %%
 from IPython.display import Image, Markdown, display
 
-from nairstd.reproduce import ablations, common
+from nairstd.reproduce import ablation_tables, ablations, arms, common
 
 tables_dir, figures_dir = common.output_dirs(output_dir)
 dataset = common.training_set(dataset, data_root)
-test_sets = ablations.eval_sets(dataset, data_root)
-print(f"profile {profile}; trained on {dataset}; tested on {[i.name for i in test_sets]}")
+test_sets = arms.test_sets(dataset, data_root)
+claim_sets = [dataset, *[d for d in arms.claim_sets(profile, data_root) if d != dataset]]
+print(
+    f"profile {profile}; claim sets {claim_sets}; {dataset} models tested on {[i.name for i in test_sets]}"
+)
 
 # %% [markdown]
-# ## Table IV — the native-resolution branch
+# ## Train (or reuse) every arm of Tables IV and V, every seed, in parallel
 
 # %%
-soft = ablations.two_stage(profile, "na_irstd", dataset, "soft", data_root)
-branch_runs = ablations.train_branch_runs(profile, dataset, data_root, soft=soft)
-table4 = ablations.branch_table(branch_runs, test_sets, profile)
-ablations.write_branch_table(table4, branch_runs, test_sets, tables_dir, profile)
+trained = ablation_tables.train_ablation_arms(profile, claim_sets, data_root)
+soft = trained[(dataset, "two_stage_soft", min(s for _, _, s in trained))]
+
+# %% [markdown]
+# ## Table IV — the native-resolution branch (claim C2)
+
+# %%
+table4 = ablation_tables.branch_table(trained, profile, data_root)
+c2 = ablation_tables.claim_c2(trained, profile, data_root)
+ablation_tables.write_claim_table(
+    table4,
+    c2,
+    trained,
+    tables_dir,
+    profile,
+    "table4_branch_ablation",
+    "Table IV - branch ablation",
+    [],
+)
 display(Markdown((tables_dir / "table4_branch_ablation.md").read_text()))
+display(Markdown((tables_dir / "table4_branch_ablation_claim_c2.md").read_text()))
 
 # %% [markdown]
-# ## Table V — one-stage vs two-stage training, hard vs soft labels
+# ## Table V — one-stage vs two-stage training, hard vs soft labels (claim C3)
 
 # %%
-stage_runs = ablations.train_stage_label_runs(profile, dataset, data_root, soft=soft)
-table5 = ablations.stage_label_table(stage_runs, test_sets, profile)
-ablations.write_stage_label_table(table5, stage_runs, test_sets, tables_dir, profile)
+table5 = ablation_tables.stage_label_table(trained, profile, data_root)
+c3 = ablation_tables.claim_c3(trained, profile, data_root)
+ablation_tables.write_claim_table(
+    table5,
+    c3,
+    trained,
+    tables_dir,
+    profile,
+    "table5_stage_label",
+    "Table V - one-/two-stage training x hard/soft labels",
+    [],
+)
 display(Markdown((tables_dir / "table5_stage_label.md").read_text()))
+display(Markdown((tables_dir / "table5_stage_label_claim_c3.md").read_text()))
 
 # %% [markdown]
 # ## Impact of K (Fig. 7, K) — coverage and detection against K

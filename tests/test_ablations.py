@@ -1,6 +1,5 @@
-"""Notebook 06 helpers (no training): unpatchify, feature maps, the K table, the tables beside the
-paper's rows, Fig. 5 / Fig. 7 (K) drawing, the run-cache keys it shares with notebooks 03-04, and
-the ipywidgets selection explorer."""
+"""Notebook 06 helpers (no training): unpatchify, feature maps, the K table, Fig. 5 / Fig. 7 (K)
+drawing and the ipywidgets selection explorer (Tables IV/V and the claims: test_claims.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +7,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from conftest import write_toolbox_dataset
@@ -16,8 +14,7 @@ from conftest import write_toolbox_dataset
 from nairstd.data import open_dataset
 from nairstd.models import build_model, soft_patch_labels
 from nairstd.models.native_branch import patchify
-from nairstd.reproduce import ablations, stage1, stage2
-from nairstd.train import profile_config, stage1_config_for
+from nairstd.reproduce import ablations
 from nairstd.widgets import (
     SelectionExplorer,
     explore_selection,
@@ -151,103 +148,9 @@ def test_k_impact_changes_k_at_test_time(monkeypatch):
     assert table["default"].tolist() == [False, True, False]
 
 
-# --------------------------------------------------------------------------------------------------
-# Tables IV and V beside the paper's rows
-# --------------------------------------------------------------------------------------------------
 def _fake_run(run_id: str, time_s: float = 60.0, top_k=None):
     config = SimpleNamespace(dataset="SIRST", top_k=top_k)
     return SimpleNamespace(run_id=run_id, metrics={"train_time_s": time_s}, config=config)
-
-
-def _fake_measure(trained, index, profile, top_k=None):
-    # IoU depends on the run so rows are distinguishable.
-    return {"IoU": 10.0 + len(trained.runs), "nIoU": 9.0, "Pd": 90.0, "Fa": 5.0, "n_images": 3}
-
-
-@pytest.fixture
-def fake_eval(monkeypatch):
-    monkeypatch.setattr(ablations, "measure", _fake_measure)
-    monkeypatch.setattr(ablations, "n_params", lambda run: 1_500_000)
-
-
-def _branch_runs():
-    return {
-        "detector": ablations.Trained("detector one-stage", [_fake_run("det")]),
-        "dense_cnn": ablations.Trained("dense", [_fake_run("d1"), _fake_run("d2", 120.0)]),
-        "na_irstd": ablations.Trained("na", [_fake_run("n1"), _fake_run("n2")]),
-    }
-
-
-def test_same_dataset_excludes_irstd_hard_built_here():
-    assert ablations.same_dataset("IRSTD1k", "IRSTD-1k")
-    assert ablations.same_dataset("nudt-sirst", "NUDT-SIRST")
-    assert not ablations.same_dataset("SIRST", "SIRSTAUG")
-    assert not ablations.same_dataset("IRSTD-Hard", "IRSTD-Hard")
-
-
-def test_branch_table_without_shared_dataset_has_no_delta(fake_eval, tmp_path):
-    indices = [SimpleNamespace(name="SIRST"), SimpleNamespace(name="IRSTD-Hard", root=tmp_path)]
-    runs = _branch_runs()
-    table = ablations.branch_table(runs, indices, "smoke")
-    measured = table[table["source"] == "measured (smoke)"]
-    paper = table[table["source"] == "reported in paper (Table IV)"]
-    assert len(measured) == 6 and len(paper) == 12
-    assert not any(c.startswith("delta_") for c in table.columns)
-    assert set(paper["variant"]) == {"detector", "dense_cnn", "na_irstd"}
-    row = paper[(paper["dataset"] == "NUDT-SIRST") & (paper["variant"] == "na_irstd")]
-    assert row["IoU"].item() == pytest.approx(97.45)
-    assert row["paper_name"].item() == "Patch-based 2D+1D (ours)"
-    dense = measured[measured["variant"] == "dense_cnn"].iloc[0]
-    assert dense["train_time_min"] == pytest.approx(3.0)  # Stage 1 + Stage 2
-    assert dense["params_M"] == pytest.approx(1.5)
-    _, md = ablations.write_branch_table(table, runs, indices, tmp_path, "smoke")
-    text = md.read_text()
-    assert "no delta column" in text and "shares only the name" in text
-    assert "d1 + d2" in text
-
-
-def test_tables_get_a_delta_on_a_paper_dataset(fake_eval, tmp_path):
-    indices = [SimpleNamespace(name="IRSTD1k")]
-    table = ablations.branch_table(_branch_runs(), indices, "quick")
-    measured = table[table["source"] == "measured (quick)"].set_index("variant")
-    # detector: IoU 11 (one run) vs the paper's 72.14
-    assert measured.loc["detector", "delta_IoU"] == pytest.approx(11.0 - 72.14)
-    assert measured.loc["na_irstd", "delta_Fa"] == pytest.approx(5.0 - 4.33)
-    assert table[table["source"].str.startswith("reported")]["delta_IoU"].isna().all()
-
-    stage_runs = {
-        key: ablations.Trained("/".join(key), [_fake_run("r")]) for key in ablations.SETTINGS
-    }
-    t5 = ablations.stage_label_table(stage_runs, indices, "quick")
-    row = t5[(t5["source"] == "measured (quick)") & (t5["training"] == "one_stage")]
-    row = row[row["label"] == "hard"].iloc[0]
-    assert row["delta_Pd"] == pytest.approx(90.0 - 91.96)
-    csv, md = ablations.write_stage_label_table(t5, stage_runs, indices, tmp_path, "quick")
-    assert "delta = measured - reported" in md.read_text()
-    assert len(pd.read_csv(csv)) == 4 + 16
-
-
-# --------------------------------------------------------------------------------------------------
-# Run-cache keys shared with notebooks 03-04 (reuse instead of retraining)
-# --------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("profile", ["smoke", "quick", "paper"])
-@pytest.mark.parametrize("label", ["soft", "hard"])
-def test_comparison_runs_share_one_budget(profile, label):
-    """Tables III-V train under COMPARISON_BUDGET; smoke/paper keep notebook 03/04's settings."""
-    from nairstd.reproduce.common import budgeted
-
-    s2 = profile_config(
-        profile, "2", model="na_irstd", dataset="SIRST", label=label, **budgeted(profile, {})
-    )
-    s1 = stage1_config_for(s2)
-    if profile == "quick":
-        assert (s2.epochs, s2.crop_size, s1.crop_size) == (20, 128, 128)
-    else:
-        assert (
-            s2.hashed_fields()
-            == stage2.stage2_config(profile, "SIRST", label=label).hashed_fields()
-        )
-        assert s1.hashed_fields() == stage1.stage1_config(profile, "SIRST", label).hashed_fields()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ dataset's identity, split, protocol and K), so notebooks 05-07 reuse what 02-04 
 from __future__ import annotations
 
 import json
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -15,16 +14,10 @@ from typing import Any
 from nairstd.data.images import DataError
 from nairstd.data.index import DatasetIndex, find_dataset
 from nairstd.io import write_json
-from nairstd.train import RunResult, evaluate_model, profile_config, train
-from nairstd.train.config import config_hash, cpu_threads, profile_threads
+from nairstd.profiles import get_profile
+from nairstd.train import RunResult, evaluate_model, profile_config
+from nairstd.train.config import TrainConfig, config_hash, cpu_threads, profile_threads
 from nairstd.train.runs import dataset_identity
-
-# Comparison runs (Tables I, III, IV, V) share one smaller budget in `quick`, so that the whole
-# pipeline fits 90 minutes on a 2-core CPU; notebooks 03/04 keep the profile's full schedule.
-COMPARISON_BUDGET = {"smoke": {}, "quick": {"epochs": 20, "crop_size": 128}, "paper": {}}
-
-# Test images per profile: smoke scores a few images only (plumbing), the others the whole split.
-EVAL_LIMIT = {"smoke": 6, "quick": None, "paper": None}
 
 
 def available(names: list[str], data_root: str | None = None) -> list[DatasetIndex]:
@@ -48,23 +41,17 @@ def training_set(preferred: str = "SIRST", data_root: str | None = None) -> str:
     raise DataError("neither SIRST nor the synthetic dataset found: run notebook 01 first")
 
 
-def budgeted(profile: str, fields: dict[str, Any]) -> dict[str, Any]:
-    """`fields` over the profile's COMPARISON_BUDGET (explicit fields win)."""
-    return {**COMPARISON_BUDGET[profile], **fields}
+def budget_fields(profile: str, stage: str, table: str = "claims") -> dict[str, Any]:
+    """TrainConfig fields of the profile's budget for a table ("claims": Tables I, IV, V and
+    Fig. 7; "main": Table III) and a stage (nairstd.profiles.Budget)."""
+    p = get_profile(profile)
+    return (p.claims if table == "claims" else p.main).fields(stage)
 
 
-def train_run(
-    profile: str, model: str, dataset: str, stage: str = "one", **fields: Any
-) -> RunResult:
-    """Train (or reuse) one comparison run of `model`: the profile's settings for `stage` under
-    the profile's COMPARISON_BUDGET (explicit `fields` still win)."""
-    fields = budgeted(profile, fields)
-    config = profile_config(profile, stage, model=model, dataset=dataset, **fields)
-    start = time.perf_counter()
-    run = train(config)
-    state = "reused" if run.reused else f"trained in {time.perf_counter() - start:.0f} s"
-    print(f"{model} ({stage}, {dataset}): {state} -> {run.run_id}")
-    return run
+def budget_config(profile: str, stage: str, table: str = "claims", **fields: Any) -> TrainConfig:
+    """A run of a comparison: the profile's settings for `stage` on the table's budget; explicit
+    `fields` (model, dataset, seed, label, ...) win."""
+    return profile_config(profile, stage, **{**budget_fields(profile, stage, table), **fields})
 
 
 def cached_eval(
@@ -74,14 +61,19 @@ def cached_eval(
     protocol: str = "resize256",
     profile: str = "quick",
     top_k: int | None = None,
+    scores_only: bool = False,
 ) -> dict[str, Any]:
-    """SPEC §6 metrics of a run's best checkpoint on a split; cached in the run folder."""
+    """SPEC §6 metrics of a run's best checkpoint on a split; cached in the run folder.
+    scores_only: Top-K coverage of the scorer alone (Stage-1 runs). The result holds the
+    per-image counts too (`per_image`), for the claim intervals."""
+    limit = get_profile(profile).eval_limit
     key = {
         "dataset": dataset_identity(dataset),
         "split": split,
         "protocol": protocol,
-        "limit": EVAL_LIMIT[profile],
+        "limit": limit,
         "top_k": top_k,
+        "scores_only": scores_only,
     }
     cache = run.run_dir / "evals" / f"{dataset.name}_{split}_{protocol}_{config_hash(key)}.json"
     if cache.is_file():
@@ -91,7 +83,7 @@ def cached_eval(
         model.top_k = top_k
     with cpu_threads(profile_threads(profile)):
         result = evaluate_model(
-            model, dataset, split, protocol, limit=EVAL_LIMIT[profile], device="auto"
+            model, dataset, split, protocol, limit=limit, device="auto", scores_only=scores_only
         )
     write_json(cache, {"key": key, "result": result})
     return result

@@ -2,8 +2,8 @@
 paper's reported rows) and Fig. 4 (visual comparison with zoomed insets, misses and false alarms).
 
 Deep methods are trained on the training set (SIRST when present, else the synthetic set) with
-one shared budget (reproduce.common.COMPARISON_BUDGET) and the same losses; classical methods need
-no training. Every method is scored on the training set's test split and on IRSTD-Hard.
+one budget (the profile's `main` Budget: the same optimiser steps on whole 256x256 images at batch 8;
+Na-IRSTD's two stages share it), each with its own paper's loss; classical methods need no training. Every method is scored on the training set's test split and on IRSTD-Hard.
 """
 
 from __future__ import annotations
@@ -21,9 +21,12 @@ from nairstd.data.dataset import IRSTDDataset
 from nairstd.data.index import DatasetIndex
 from nairstd.metrics import match_objects
 from nairstd.plots import save_figure
-from nairstd.reproduce.common import EVAL_LIMIT, cached_eval, train_run
+from nairstd.profiles import get_profile
+from nairstd.reproduce.arms import arm_configs
+from nairstd.reproduce.common import budget_config, cached_eval
+from nairstd.reproduce.parallel import EvalSpec, job, run_jobs
 from nairstd.tables import canonical, reported, write_table
-from nairstd.train import RunResult
+from nairstd.train import RunResult, train
 from nairstd.train.evaluate import evaluate_classical
 
 METRICS = ("IoU", "nIoU", "Pd", "Fa", "FA_per_image")
@@ -44,16 +47,29 @@ def method_rows() -> list[dict]:
 
 
 def train_deep(
-    profile: str, train_set: str, methods: list[str] | None = None
+    profile: str,
+    train_set: str,
+    methods: list[str] | None = None,
+    test_sets: list[DatasetIndex] | None = None,
+    seed: int = 0,
 ) -> dict[str, RunResult]:
-    """Train (or reuse) every deep baseline and Na-IRSTD (two-stage, soft labels) on `train_set`."""
-    runs = {}
+    """Train (or reuse) every deep baseline (one-stage, its paper's loss) and Na-IRSTD (two-stage,
+    soft labels) on `train_set`, all on the profile's Table III budget, in parallel worker
+    processes; each run is scored on `test_sets` (cached) as it finishes."""
+    p = get_profile(profile)
+    evals = [EvalSpec(t.name) for t in test_sets or []]
+    chains = {}
     for name in methods or [*DEEP_BASELINES, OURS]:
         if name == OURS:
-            runs[name] = train_run(profile, OURS, train_set, stage="2", label="soft")
+            chains[name] = arm_configs(profile, "two_stage_soft", train_set, seed, table="main")
         else:
-            runs[name] = train_run(profile, name, train_set, stage="one")
-    return runs
+            chains[name] = [
+                budget_config(profile, "one", "main", model=name, dataset=train_set, seed=seed)
+            ]
+    jobs = [job(c) for chain in chains.values() for c in chain[:-1]]
+    jobs += [job(chain[-1], evals) for chain in chains.values()]
+    run_jobs(jobs, profile, p.workers)
+    return {name: train(chain[-1], log=lambda _line: None) for name, chain in chains.items()}
 
 
 def table3(
@@ -68,7 +84,7 @@ def table3(
     for test in test_sets:
         for name in classical if classical is not None else list(CLASSICAL):
             result = evaluate_classical(
-                CLASSICAL[name], test, "test", "resize256", EVAL_LIMIT[profile]
+                CLASSICAL[name], test, "test", "resize256", get_profile(profile).eval_limit
             )
             rows.append(_row(name, test.name, result, profile, trained_on="-"))
             print(
@@ -108,6 +124,8 @@ def table3(
     notes = [
         f"profile {profile}: deep methods trained on {', '.join(sorted({r.config.dataset for r in runs.values()}))} "
         "(train split; checkpoint chosen on val), scored on each test split resized to 256x256",
+        f"every deep method: {get_profile(profile).main.describe()}, seed 0; losses: "
+        + _loss_note(runs),
         "reduced width (tiny size, labelled reduced): " + (", ".join(reduced) or "none"),
         "IRMamba and SAIST need Mamba CUDA kernels / pretrained CLIP: reported rows only",
         f"IRSTD-Hard here: {_hard_sources(test_sets)}; not the paper's images, so no delta "
@@ -116,6 +134,21 @@ def table3(
     ]
     write_table(table, out_dir, "table3_main", "Table III - comparison with other methods", notes)
     return table
+
+
+def _loss_note(runs: dict[str, RunResult]) -> str:
+    """Which loss each run trained with (TrainConfig.loss)."""
+    common = sorted(n for n, r in runs.items() if r.config.loss == "bce_dice")
+    own = sorted(n for n, r in runs.items() if r.config.loss != "bce_dice")
+    parts = []
+    if own:
+        parts.append(
+            "each paper's own (baselines: `model.loss`, e.g. SoftIoU with deep supervision; "
+            "Na-IRSTD: BCE + Dice, SPEC §3) for " + ", ".join(own)
+        )
+    if common:
+        parts.append("BCE + Dice (--loss bce_dice) for " + ", ".join(common))
+    return "; ".join(parts)
 
 
 def _hard_sources(test_sets: list[DatasetIndex]) -> str:

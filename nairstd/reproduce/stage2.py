@@ -10,38 +10,60 @@ import pandas as pd
 
 from nairstd.data.index import find_dataset
 from nairstd.plots import save_figure
-from nairstd.profiles import check_profile
+from nairstd.profiles import get_profile
+from nairstd.reproduce.arms import Trained, train_arms
 from nairstd.reproduce.common import cached_eval
 from nairstd.reproduce.stage1 import markdown_ready
-from nairstd.tables import reported, write_table
-from nairstd.train import RunResult, profile_config, train
+from nairstd.tables import mean_std_cells, over_seeds, reported, write_table
+from nairstd.train import RunResult
 from nairstd.train.config import cpu_threads, profile_threads
 
 PROTOCOLS = ("resize256", "native")
 
 
-def stage2_config(
-    profile: str, dataset: str, size: str | None = None, label: str = "soft", seed: int = 0
-):
-    check_profile(profile)
-    return profile_config(profile, "2", dataset=dataset, size=size, label=label, seed=seed)
-
-
-def train_stage2(
+def train_stage2_arms(
     profile: str,
-    dataset: str,
-    size: str | None = None,
+    datasets: list[str],
     label: str = "soft",
-    seed: int = 0,
-    runs_dir: str | None = None,
+    size: str | None = None,
     data_root: str | None = None,
-) -> RunResult:
-    """Train (or reuse) Stage 2; the matching Stage-1 run is reused, or trained first."""
-    config = stage2_config(profile, dataset, size, label, seed)
-    run = train(config, runs_dir=runs_dir, data_root=data_root)
-    print(f"stage 2: {'reused' if run.reused else 'trained'} {run.run_dir.name}")
-    print(f"  from stage 1: {run.config.init_from}")
-    return run
+) -> dict[tuple[str, str, int], Trained]:
+    """Na-IRSTD two-stage (Stage 1 with `label` labels from notebook 03, then Stage 2) on every
+    claim set and seed, on the claims budget: the same runs Tables IV and V use."""
+    arm = f"two_stage_{label}"
+    return train_arms(profile, [arm], datasets, data_root=data_root, size=size)
+
+
+def gamma_curves(trained: dict[tuple[str, str, int], Trained], path: Path) -> Path:
+    """gamma_l (Eq. 16) of each injection stage per epoch of Stage 2, one line per seed; the
+    dotted line is its initial value."""
+    runs = [(d, s, t.final) for (d, _, s), t in sorted(trained.items())]
+    datasets = sorted({d for d, _, _ in runs})
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 3.6), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets):
+        for _, seed, run in (r for r in runs if r[0] == dataset):
+            log = run.log
+            cols = sorted(c for c in log.columns if c.startswith("gamma_"))
+            for i, col in enumerate(cols):
+                ax.plot(
+                    log["epoch"],
+                    log[col],
+                    color=f"C{i}",
+                    alpha=0.85,
+                    linestyle=("-", "--", ":")[seed % 3],
+                    label=f"stage {col.split('_')[1]}" if seed == runs[0][1] else None,
+                )
+            init = run.config.model_overrides.get("gamma_init")
+            if init is None:
+                init = run.load_model().config.gamma_init
+        ax.axhline(float(init), color="grey", linestyle=":", linewidth=1, label=f"init {init:g}")
+        ax.set_xlabel("epoch (Stage 2)")
+        ax.set_ylabel("gamma_l")
+        ax.set_title(f"{dataset}: injection scale per stage (line style = seed)", fontsize=9)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return save_figure(fig, path)
 
 
 def training_curves(run: RunResult, path: Path) -> Path:
@@ -87,32 +109,38 @@ METRIC_COLUMNS = ["IoU", "nIoU", "Pd", "Fa", "FA_per_image", "coverage", "precis
 
 
 def metrics_table(
-    run: RunResult,
+    trained: dict[tuple[str, str, int], Trained],
     dataset: str,
     profile: str,
     protocols: tuple[str, ...] = PROTOCOLS,
     splits: tuple[str, ...] = ("val", "test"),
     data_root: str | None = None,
 ) -> pd.DataFrame:
-    """Metrics of the selected model (best.pt) per split and protocol, beside the paper's row."""
+    """Metrics of the selected models (best.pt, every seed) per split and protocol, as mean ± std
+    over seeds, beside the paper's Na-IRSTD rows."""
     index = find_dataset(dataset, data_root)
     rows = []
-    for split in splits:
-        for protocol in protocols:
-            # Cached in the run folder (reproduce.common): notebooks 05-07 reuse these numbers.
-            with cpu_threads(profile_threads(profile)):
-                r = cached_eval(run, index, split, protocol, profile)
-            r = {"dataset": index.name, **r}
-            rows.append(
-                {
-                    "source": f"measured ({profile})",
-                    "dataset": r["dataset"],
-                    "split": split,
-                    "protocol": protocol,
-                    **{k: r.get(k) for k in METRIC_COLUMNS},
-                }
-            )
-    table = pd.DataFrame(rows)
+    for (d, _, seed), t in trained.items():
+        if d != index.name:
+            continue
+        for split in splits:
+            for protocol in protocols:
+                # Cached in the run folder (reproduce.common): notebooks 05-07 reuse these numbers.
+                with cpu_threads(profile_threads(profile)):
+                    r = cached_eval(t.final, index, split, protocol, profile)
+                rows.append(
+                    {
+                        "source": f"measured ({profile})",
+                        "dataset": index.name,
+                        "split": split,
+                        "protocol": protocol,
+                        "seed": seed,
+                        **{k: r.get(k) for k in METRIC_COLUMNS},
+                    }
+                )
+    metrics = [m for m in METRIC_COLUMNS if m != "n_images"]
+    table = over_seeds(pd.DataFrame(rows), ["dataset", "split", "protocol"], metrics)
+    table = table.drop(columns=["seed"], errors="ignore")
     paper = reported("table3_main")
     paper = paper[paper["method"] == "Na-IRSTD"]
     paper_rows = pd.DataFrame(
@@ -129,22 +157,30 @@ def metrics_table(
     return pd.concat([table, paper_rows], ignore_index=True)
 
 
-def write_metrics_table(table: pd.DataFrame, run: RunResult, out_dir: Path, profile: str) -> None:
+def write_metrics_table(
+    table: pd.DataFrame, trained: dict[tuple[str, str, int], Trained], out_dir: Path, profile: str
+) -> None:
+    p = get_profile(profile)
+    run = next(iter(trained.values())).final
     c = run.config
+    seeds = sorted({s for _, _, s in trained})
     notes = [
-        f"profile: {profile}; run {run.run_id}: {c.model} ({c.size}), Stage 2 from the "
-        f"{c.label}-label Stage-1 run, {run.metrics.get('epochs')} epochs, best epoch "
-        f"{run.metrics.get('best_epoch')} (selected on validation IoU, never on test)",
+        f"profile: {profile}; {c.model} ({c.size}), two-stage with {c.label} labels "
+        f"({p.claims.describe()}); seeds {', '.join(map(str, seeds))}; each seed's model is "
+        "the best on validation IoU, never on test; cells: mean ± std over seeds",
         "metrics (SPEC §6): IoU / nIoU / Pd in %, Fa x1e-6 (pixels), FA_per_image = unmatched "
         "objects per image (paper Eq. 18); coverage / precision = Top-K patches (%)",
         "resize256 = the paper's protocol (256x256); native = full resolution",
         "reported rows: the paper's Na-IRSTD rows of Table III, for reference (other datasets: "
         "the paper's SIRST benchmark is SIRSTAUG, not the SIRST split used here)",
+        "runs: " + "; ".join(f"seed {s}: {t.run_ids}" for (_, _, s), t in sorted(trained.items())),
     ]
+    metrics = [m for m in METRIC_COLUMNS if m != "n_images"]
     write_table(
         markdown_ready(table),
         out_dir,
         "stage2_metrics",
         "Stage 2 - validation and test metrics",
         notes,
+        display=mean_std_cells(table, metrics),
     )

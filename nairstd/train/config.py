@@ -20,6 +20,10 @@ from nairstd.profiles import check_profile
 
 STAGES = ("1", "2", "one")
 LABELS = ("soft", "hard")
+# "paper": the loss each method's paper prescribes (Na-IRSTD variants: L_seg = BCE + Dice, SPEC
+# §3; the baselines: `model.loss`, e.g. SoftIoU with deep supervision); "bce_dice": one common
+# loss for every model (the variant is named in the tables when used).
+LOSSES = ("paper", "bce_dice")
 
 # Fields that never change what a run computes: left out of the run-id hash.
 NOT_HASHED = ("workers", "device", "threads", "ckpt_every", "progress_every", "profile")
@@ -41,6 +45,9 @@ class TrainConfig:
     sigma: float = 8.0  # soft-label decay sigma in px (Eq. 10)
     score_weight: float = 1.0  # weight of L_score in the one-stage loss L_seg + w * L_score
     init_from: str | None = None  # Stage 2: Stage-1 run folder or checkpoint (None: find/train it)
+    # Stage 2 without init_from: length of the Stage-1 run it starts from (None: the profile's)
+    stage1_epochs: int | None = None
+    stage1_max_steps: int | None = None
     protocol: str = "resize256"  # "resize256" (images resized to image_size) or "native"
     image_size: int = 256  # side of the resized images under resize256
     crop_size: int | None = 128  # square training crop (None: whole images; needs equal sizes)
@@ -52,6 +59,8 @@ class TrainConfig:
     lr_stage1: float = 1e-3  # Stage 1 (native branch + scorer)
     lr_main: float = 5e-4  # Stage 2 / one-stage: backbone, decoders, injection (and all, one-stage)
     lr_native: float = 1e-4  # Stage 2: native branch (the smaller rate)
+    lr_gamma: float | None = None  # injection scales gamma_l (None: their group's lr)
+    loss: str = "paper"  # "paper": each method's own loss; "bce_dice": BCE + Dice for every model
     weight_decay: float = 0.0  # Adam weight decay
     min_lr_ratio: float = 0.01  # cosine schedule floor, as a fraction of each group's lr
     val_every: int = 1  # validate every N epochs (and after the last one)
@@ -77,6 +86,8 @@ class TrainConfig:
             raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
         if self.label not in LABELS:
             raise ValueError(f"label must be one of {LABELS}, got {self.label!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if self.protocol not in ("resize256", "native"):
             raise ValueError(f"protocol must be resize256 or native, got {self.protocol!r}")
         if self.epochs < 1 or self.batch_size < 1:

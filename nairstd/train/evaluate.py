@@ -59,6 +59,21 @@ def selected_patches(model: nn.Module, scores: Tensor) -> Tensor:
     return select_top_k(scores, k_for(scores.shape[1], unwrap(model).top_k))
 
 
+# Per-image counts returned by evaluate_loader (result["per_image"]): SPEC §6 numerators and
+# denominators, so any set-level metric can be recomputed on a resample of the images.
+PER_IMAGE_KEYS = (
+    "intersection",
+    "union",
+    "fa_pixels",
+    "pixels",
+    "n_gt",
+    "n_matched",
+    "n_false",
+    "target_patches",
+    "selected_target",
+)
+
+
 def make_loader(
     index: DatasetIndex,
     split: str,
@@ -113,6 +128,8 @@ def evaluate_loader(
         iterator = tqdm(loader, desc="eval", leave=False)
     start = time.perf_counter()
     n_images = 0
+    # Per-image counts: the claim intervals resample test images (nairstd.reproduce.claims).
+    per_image: dict[str, list[int]] = {k: [] for k in PER_IMAGE_KEYS}
     for batch in iterator:
         x = batch["image"].to(device)
         gt = batch["mask"].to(device)
@@ -132,11 +149,22 @@ def evaluate_loader(
             probs = torch.sigmoid(logits.float()).cpu().numpy()[:, 0]
             masks = gt.cpu().numpy()[:, 0] > 0.5
             for prob, mask in zip(probs, masks):
-                metrics.update(prob, mask)
+                before = (metrics.intersection, metrics.union, metrics.fa_pixels)
+                match = metrics.update(prob, mask)
+                per_image["intersection"].append(metrics.intersection - before[0])
+                per_image["union"].append(metrics.union - before[1])
+                per_image["fa_pixels"].append(metrics.fa_pixels - before[2])
+                per_image["pixels"].append(int(mask.size))
+                per_image["n_gt"].append(match.n_gt)
+                per_image["n_matched"].append(match.n_matched)
+                per_image["n_false"].append(len(match.unmatched_pred))
         if selected is not None:
             padded = pad_masks(gt, pad_multiple(m)).cpu().numpy()[:, 0] > 0.5
             for sel, mask in zip(selected.cpu().numpy(), padded):
-                coverage.update(sel, target_patch_flags(mask, m.patch_size))
+                flags = target_patch_flags(mask, m.patch_size)
+                coverage.update(sel, flags)
+                per_image["target_patches"].append(int(flags.sum()))
+                per_image["selected_target"].append(int(flags[sel].sum()))
             if label is not None:
                 labels = patch_labels(gt, m, label, sigma)
                 loss_sum += float(score_loss(patch_logits.float(), labels)) * len(x)
@@ -159,6 +187,7 @@ def evaluate_loader(
             result["score_loss"] = loss_sum / loss_n
     result["n_images"] = n_images
     result["seconds"] = elapsed
+    result["per_image"] = {k: v for k, v in per_image.items() if v}
     return result
 
 

@@ -74,12 +74,22 @@ class Stage1Missing(RuntimeError):
 # --------------------------------------------------------------------------------------------------
 def stage1_config_for(config: TrainConfig) -> TrainConfig:
     """The Stage-1 config a Stage-2 config starts from: the same profile's Stage-1 settings
-    (epochs, learning rate, validation interval) with the Stage-2 config's model, data handling
-    (protocol, image and crop size, batch, validation subset), labels and seed."""
+    (epochs, learning rate, validation interval; or the Stage-1 length the Stage-2 config carries
+    from a comparison budget) with the Stage-2 config's model, data handling (protocol, image and
+    crop size, batch, validation subset), labels and seed."""
     if config.profile not in PROFILES:
         raise Stage1Missing(
             "Stage 2 needs init_from (a Stage-1 run folder or checkpoint) when its config does not "
             f"come from a profile (profile={config.profile!r})"
+        )
+    length: dict[str, Any] = {}
+    if config.stage1_epochs is not None or config.stage1_max_steps is not None:
+        # A comparison budget (nairstd.profiles.Budget) sets the Stage-1 length and the
+        # validation interval of both stages.
+        length = dict(
+            epochs=config.stage1_epochs,
+            max_steps=config.stage1_max_steps,
+            val_every=config.val_every,
         )
     return profile_config(
         config.profile,
@@ -101,6 +111,8 @@ def stage1_config_for(config: TrainConfig) -> TrainConfig:
         workers=config.workers,
         device=config.device,
         threads=config.threads,
+        loss=config.loss,
+        **length,
     )
 
 
@@ -187,11 +199,29 @@ def param_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
                 p.requires_grad_(False)
         return [{"params": trainable, "lr": config.lr_stage1, "name": "native+scorer"}]
     if stage == "2":
-        return [
+        groups = [
             {"params": list(model.main_parameters()), "lr": config.lr_main, "name": "main"},
             {"params": list(model.native_parameters()), "lr": config.lr_native, "name": "native"},
         ]
-    return [{"params": list(model.parameters()), "lr": config.lr_main, "name": "all"}]
+    else:
+        groups = [{"params": list(model.parameters()), "lr": config.lr_main, "name": "all"}]
+    gammas = injection_gammas(model)
+    if config.lr_gamma is not None and gammas:
+        # gamma_l gets its own rate: with Adam a step moves a parameter by about its lr, so at
+        # lr_main the injection stays near its init for a short run (README, "Injection gamma").
+        ids = {id(p) for p in gammas}
+        for group in groups:
+            group["params"] = [p for p in group["params"] if id(p) not in ids]
+        groups.append({"params": gammas, "lr": config.lr_gamma, "name": "gamma"})
+    return groups
+
+
+def injection_gammas(model: nn.Module) -> list[nn.Parameter]:
+    """The injection scales gamma_l (Eq. 16), stage order; empty for models without injection."""
+    injection = getattr(unwrap(model), "injection", None)
+    if injection is None:
+        return []
+    return [block.gamma for block in injection.blocks]
 
 
 def cosine_lambda(total_steps: int, min_ratio: float) -> Callable[[int], float]:
@@ -269,6 +299,22 @@ def train(
     if is_complete(folder):
         return load_result(folder, reused=True)
     return _Trainer(config, index, folder, progress, say, on_step).run()
+
+
+def planned_run_dir(
+    config: TrainConfig, runs_dir: str | Path | None = None, data_root: str | None = None
+) -> Path | None:
+    """The run folder `train(config)` uses, without training anything; None for a Stage 2
+    (without init_from) whose Stage-1 run is not finished yet, as its id names that run."""
+    index = find_dataset(config.dataset, data_root)
+    if config.stage == "2" and config.init_from is None:
+        s1_dir = run_dir(stage1_config_for(config), index, runs_dir)
+        if not is_complete(s1_dir):
+            return None
+        config = config.replace(init_from=str(s1_dir / "best.pt"))
+    elif config.stage == "2":
+        config = _with_init_label(config.replace(init_from=str(Path(config.init_from).resolve())))
+    return run_dir(config, index, runs_dir)
 
 
 def _with_init_label(config: TrainConfig) -> TrainConfig:
@@ -490,7 +536,13 @@ class _Trainer:
             sc = score_loss(out["patch_logits"].float(), labels)
             loss = seg + cfg.score_weight * sc
             return loss, {"seg": float(seg.detach()), "score": float(sc.detach())}
-        seg = seg_loss(self.fwd(x), y)
+        own_loss = getattr(self.model, "loss", None)
+        if cfg.loss == "paper" and callable(own_loss) and not self.native:
+            # A baseline trained with its paper's loss (deep supervision, edge or reconstruction
+            # terms need the auxiliary outputs).
+            seg = own_loss(self.fwd(x, return_aux=True), y)
+        else:
+            seg = seg_loss(self.fwd(x), y)
         return seg, {"seg": float(seg.detach())}
 
     def _step(self, batch: dict[str, Any]) -> None:
@@ -518,7 +570,7 @@ class _Trainer:
     # -- validation --------------------------------------------------------------------------------
     def _validate(self) -> dict[str, Any]:
         cfg = self.cfg
-        return evaluate_loader(
+        val = evaluate_loader(
             self.model,
             self.val_loader,
             self.device,
@@ -527,6 +579,8 @@ class _Trainer:
             sigma=cfg.sigma,
             amp=self.use_amp,
         )
+        val.pop("per_image", None)  # test-time statistics; not kept in the run's logs
+        return val
 
     # -- the loop ----------------------------------------------------------------------------------
     def _run(self) -> RunResult:
@@ -617,6 +671,8 @@ class _Trainer:
             row["loss_seg"] = ddp.mean_over_ranks(acc["seg"] / n, self.dist, self.device)
         if self.native and cfg.stage != "2":
             row["loss_score"] = ddp.mean_over_ranks(acc["score"] / n, self.dist, self.device)
+        for stage, gamma in enumerate(injection_gammas(self.model), start=1):
+            row[f"gamma_{stage}"] = float(gamma.detach())
         groups = self.optimizer.param_groups
         row["lr"] = groups[0]["lr"]
         for name, group in zip(self.group_names[1:], groups[1:]):
