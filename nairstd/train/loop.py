@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
 from nairstd.data.dataset import AugmentConfig, IRSTDDataset
+from nairstd.data.images import DataError
 from nairstd.data.index import DatasetIndex, find_dataset
 from nairstd.io import save_torch, write_json, write_text
 from nairstd.profiles import PROFILES
@@ -45,6 +46,7 @@ from nairstd.train import ddp
 from nairstd.train.checkpoint import (
     build_from_checkpoint,
     has_native_branch,
+    load_trusted,
     model_checkpoint,
     read_checkpoint,
     resolve_device,
@@ -121,10 +123,13 @@ def seed_everything(seed: int) -> None:
 
 
 def _rng_state() -> dict[str, Any]:
+    # Plain tensors/lists only, so last.pt loads with weights_only=True.
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, mt, gauss_next = random.getstate()
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
-        "python": random.getstate(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+        "python": [version, list(mt), gauss_next],
     }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -133,8 +138,12 @@ def _rng_state() -> dict[str, Any]:
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state(
+        (kind, np.asarray(keys, dtype=np.int64).astype(np.uint32), pos, has_gauss, gauss)
+    )
+    version, mt, gauss_next = state["python"]
+    random.setstate((version, tuple(mt), gauss_next))
     if state.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -442,7 +451,12 @@ class _Trainer:
         path = self.folder / "last.pt"
         if not path.is_file():
             return False
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            ckpt = load_trusted(path)
+        except DataError as err:
+            raise DataError(f"{err}; delete it to restart this run") from err
+        if not isinstance(ckpt, dict) or "state" not in ckpt or "rng" not in ckpt:
+            raise DataError(f"{path}: not a resume state; delete it to restart this run")
         if ckpt.get("world_size", 1) != self.dist.world_size:
             raise RuntimeError(
                 f"{path}: the run was started with {ckpt.get('world_size', 1)} process(es); "
