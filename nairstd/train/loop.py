@@ -52,7 +52,7 @@ from nairstd.train.checkpoint import (
     resolve_device,
     unwrap,
 )
-from nairstd.train.config import TrainConfig, cpu_threads, profile_config
+from nairstd.train.config import TrainConfig, check_model_fit, cpu_threads, profile_config
 from nairstd.train.evaluate import evaluate_loader, make_loader, patch_labels
 from nairstd.train.losses import seg_loss
 from nairstd.train.runs import (
@@ -62,6 +62,7 @@ from nairstd.train.runs import (
     load_result,
     run_dir,
     run_key,
+    run_lock,
 )
 
 Logger = Callable[[str], None]
@@ -258,6 +259,7 @@ def train(
     on_step(global_step) is called after each optimiser step (tests, external monitoring).
     """
     say: Logger = log or (lambda line: print(line, flush=True))
+    check_model_fit(config)
     index = find_dataset(config.dataset, data_root)
     if config.stage == "2" and config.init_from is None:
         s1 = stage1_config_for(config)
@@ -277,7 +279,10 @@ def train(
     folder = run_dir(config, index, runs_dir)
     if is_complete(folder):
         return load_result(folder, reused=True)
-    return _Trainer(config, index, folder, progress, say, on_step).run()
+    with run_lock(folder, enabled=ddp.env_world()[1] == 0):
+        if is_complete(folder):  # finished by another process while we waited for the lock
+            return load_result(folder, reused=True)
+        return _Trainer(config, index, folder, progress, say, on_step).run()
 
 
 def _with_init_label(config: TrainConfig) -> TrainConfig:
