@@ -48,13 +48,15 @@ def _open(path: Path) -> Image.Image:
         if w * h > limit:
             raise DataError(
                 f"{path}: {w}x{h} px is over the {limit:,} pixel limit (a decompression bomb or "
-                "a huge image; set NAIRSTD_MAX_PIXELS to allow it)"
+                "a huge image; NAIRSTD_MAX_PIXELS raises the limit)"
             )
         image.load()
     except FileNotFoundError as err:
         raise DataError(f"{path}: file not found") from err
-    except Image.DecompressionBombError as err:
-        raise DataError(f"{path}: refused as a decompression bomb ({err})") from err
+    except Image.DecompressionBombError as err:  # PIL's own check (over twice the limit)
+        raise DataError(
+            f"{path}: over the {limit:,} pixel limit, refused as a decompression bomb ({err})"
+        ) from err
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise DataError(f"{path}: cannot read image ({err})") from err
     return image

@@ -22,6 +22,7 @@ images done, even when a later step fails.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -275,7 +276,7 @@ def predict_files(
     tile: window side for large images under native (None: TILE; 0: never tile).
     An unusable model or output folder raises DataError before anything is written.
     """
-    say = log or (lambda line: print(line, flush=True))
+    say = log or (lambda line: print(line, file=sys.stderr, flush=True))
     tile = TILE if tile is None else tile
     device = resolve_device(device)
     classical = classical_method(checkpoint) if isinstance(checkpoint, str) else None
