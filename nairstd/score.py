@@ -28,7 +28,7 @@ def read_prediction(path: Path) -> np.ndarray:
             if image.mode not in ("L", "I;16", "I", "F"):
                 image = image.convert("L")
             array = np.asarray(image)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
         raise DataError(f"{path}: cannot read prediction ({err})") from err
     scale = 65535.0 if array.dtype == np.uint16 or array.max(initial=0) > 255 else 255.0
     return array.astype(np.float32) / scale
