@@ -20,6 +20,16 @@ while [ $# -gt 0 ]; do
   esac
 done
 case "$profile" in smoke|quick|paper) ;; *) echo "run_all.sh: unknown profile $profile" >&2; exit 2 ;; esac
+# --from names a notebook that exists (3 and 03 both mean 03_*), else nothing would run.
+if ! [[ "$from" =~ ^[0-9]{1,2}$ ]]; then
+  echo "run_all.sh: error: --from $from: expected a notebook number such as 03" >&2; exit 2
+fi
+from="$(printf '%02d' "$((10#$from))")"
+if ! compgen -G "notebooks/${from}_*.ipynb" >/dev/null; then
+  have="$(cd notebooks && ls [0-9][0-9]_*.ipynb | cut -c1-2 | tr '\n' ' ')"
+  echo "run_all.sh: error: --from $from: no notebook notebooks/${from}_*.ipynb (have: ${have% })" >&2
+  exit 2
+fi
 source scripts/bootstrap.sh
 if [ -z "${NAIRSTD_DATA:-}" ] && [ -d ../shared/datasets ]; then
   NAIRSTD_DATA="$(cd ../shared/datasets && pwd)"

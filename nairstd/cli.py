@@ -1,16 +1,18 @@
 """Command line: `python -m nairstd VERB ...` (also installed as `nairstd`).
 
 Verbs: data stats | data synth | data hard | score | bench | train | eval | predict.
-Errors in the input (missing files, bad images) print one clear line and exit with status 2.
+Every bad input (a missing or unreadable file, a bad option value, an unusable checkpoint or
+output folder) prints one line `error: ...` and exits with status 2: option values are checked by
+argparse types, and everything else is turned into that line in one place, `main`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import warnings
+from collections import Counter
 from pathlib import Path
 
 from nairstd.data.images import DataError
@@ -69,13 +71,20 @@ def _cmd_score(args: argparse.Namespace) -> int:
         if not list_file.is_file():
             raise DataError(f"{list_file}: list file not found")
         stems = read_list(list_file)
+        source = list_file
     else:
         stems = index.split(args.split)
+        source = index.root
     if not stems:
-        raise DataError(f"{index.root}: split {args.split!r} is empty")
+        raise DataError(f"{source}: split {args.split!r} is empty")
+    repeated = sorted(stem for stem, n in Counter(stems).items() if n > 1)
+    if repeated:
+        raise DataError(
+            f"{source}: {len(repeated)} image(s) listed more than once, e.g. {repeated[0]}"
+        )
     result = score_folder(args.pred, index, stems, protocol=args.protocol)
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(_json_safe(result), indent=2, allow_nan=False))
     else:
         print(
             f"{index.name} ({len(stems)} images, protocol {args.protocol}): {format_metrics(result)}"
@@ -109,9 +118,16 @@ def _json_safe(obj):
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from nairstd.train import Stage1Missing, profile_config, train
+    from nairstd.train import profile_config, train
 
-    overrides = json.loads(args.model_args) if args.model_args else None
+    overrides = None
+    if args.model_args:
+        try:
+            overrides = json.loads(args.model_args)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"--model-args: not valid JSON ({err})") from None
+        if not isinstance(overrides, dict):
+            raise ValueError(f"--model-args: expected a JSON object, got {args.model_args!r}")
     try:
         config = profile_config(
             args.profile,
@@ -141,9 +157,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
             progress=False if args.no_progress else None,
             auto_stage1=not args.no_auto_stage1,
         )
-    except (Stage1Missing, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     finally:
         from nairstd.train.ddp import shutdown
 
@@ -206,13 +219,17 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from nairstd.train.predict import predict_files
 
     result = predict_files(
-        args.checkpoint, args.input, args.output, protocol=args.protocol, device=args.device
+        args.checkpoint,
+        args.input,
+        args.output,
+        protocol=args.protocol,
+        device=args.device,
+        tile=args.tile,
     )
     n = len(result.written)
-    rate = n / result.seconds if result.seconds > 0 else float("nan")
     print(
         f"{n} image(s) -> {result.output_dir} ({len(result.detections)} targets, "
-        f"detections.csv; {rate:.1f} images/s)"
+        f"detections.csv; {result.seconds:.1f} s)"
     )
     if result.failures:
         print(f"{len(result.failures)} input(s) failed:", file=sys.stderr)
@@ -222,8 +239,33 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors as the one `error: ...` line (status 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} must be >= {low}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+positive = _int_at_least(1)
+non_negative = _int_at_least(0)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m nairstd",
         description="Na-IRSTD reproduction: data, training, evaluation, detection, benchmarks.",
     )
@@ -294,19 +336,21 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="Stage 2: stop (and say what to run) when the Stage-1 run is missing",
     )
-    train.add_argument("--epochs", type=int, help="epochs (profile default)")
-    train.add_argument("--batch-size", type=int, help="global batch size (profile default)")
-    train.add_argument("--crop", type=int, help="training crop size; 0 = whole images")
+    train.add_argument("--epochs", type=positive, help="epochs (profile default)")
+    train.add_argument("--batch-size", type=positive, help="global batch size (profile default)")
+    train.add_argument("--crop", type=non_negative, help="training crop size; 0 = whole images")
     train.add_argument("--protocol", choices=["resize256", "native"], help="default resize256")
-    train.add_argument("--image-size", type=int, help="side of the resized images (default 256)")
-    train.add_argument("--max-steps", type=int, help="cap on optimiser steps")
-    train.add_argument("--top-k", type=int, help="K selected patches (model default 5)")
+    train.add_argument(
+        "--image-size", type=positive, help="side of the resized images (default 256)"
+    )
+    train.add_argument("--max-steps", type=positive, help="cap on optimiser steps")
+    train.add_argument("--top-k", type=positive, help="K selected patches (model default 5)")
     train.add_argument("--seed", type=int, help="seed (default 0)")
     train.add_argument(
         "--model-args", help="extra model config as JSON, e.g. '{\"patch_size\": 16}'"
     )
     train.add_argument("--device", help="auto (default), cpu, cuda, cuda:1")
-    train.add_argument("--workers", type=int, help="data loader workers")
+    train.add_argument("--workers", type=non_negative, help="data loader workers")
     train.add_argument("--no-amp", action="store_true", help="disable mixed precision")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     train.add_argument("--out", help="runs folder (default <outputs>/runs)")
@@ -322,8 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--dataset", required=True, help="dataset name or folder")
     ev.add_argument("--split", default="test", help="train, val, test or all (default test)")
     ev.add_argument("--protocol", default="resize256", choices=["resize256", "native"])
-    ev.add_argument("--batch-size", type=int, default=8, help="batch size under resize256")
-    ev.add_argument("--limit", type=int, help="first N images only")
+    ev.add_argument("--batch-size", type=positive, default=8, help="batch size under resize256")
+    ev.add_argument("--limit", type=positive, help="first N images only")
     ev.add_argument("--device", default="auto", help="auto (default), cpu, cuda")
     ev.add_argument("--json", action="store_true", help="print JSON")
     ev.set_defaults(func=_cmd_eval)
@@ -344,24 +388,47 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--output", required=True, help="output folder")
     pred.add_argument("--protocol", default="native", choices=["native", "resize256"])
     pred.add_argument("--device", default="auto", help="auto (default), cpu, cuda")
+    pred.add_argument(
+        "--tile",
+        type=non_negative,
+        help="native protocol: run images larger than this many px a side in overlapping "
+        "windows of this size, to bound memory (default 1024, nairstd.train.predict.TILE; "
+        "0: never)",
+    )
     pred.set_defaults(func=_cmd_predict)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if os.environ.get("NAIRSTD_THREADS", "").strip() and args.verb in ("eval", "predict", "bench"):
-        import torch
+def _error_line(err: BaseException) -> str:
+    """The text after `error: ` for an exception that means bad input."""
+    if isinstance(err, OSError) and err.strerror:
+        return f"{err.filename}: {err.strerror}" if err.filename else err.strerror
+    if isinstance(err, MemoryError):
+        return "out of memory"
+    return str(err) or type(err).__name__
 
-        # Same override the training runs honour (0: torch's default).
-        torch.set_num_threads(int(os.environ["NAIRSTD_THREADS"]) or torch.get_num_threads())
+
+def main(argv: list[str] | None = None) -> int:
+    from nairstd.train.config import env_threads
+    from nairstd.train.loop import Stage1Missing
+    from nairstd.train.runs import RunInProgress
+
+    # What a user can cause by bad input; anything else is a bug and keeps its traceback.
+    user_errors = (DataError, ValueError, OSError, MemoryError, RunInProgress, Stage1Missing)
+    args = build_parser().parse_args(argv)
     # Our own data warnings (e.g. a mask resized) are one readable line each.
     previous_format = warnings.formatwarning
     warnings.formatwarning = lambda message, category, *a, **k: f"warning: {message}\n"
     try:
+        threads = env_threads()
+        if threads is not None and args.verb in ("eval", "predict", "bench"):
+            import torch
+
+            # Same override the training runs honour (0: torch's default).
+            torch.set_num_threads(threads or torch.get_num_threads())
         return args.func(args)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except user_errors as err:
+        print(f"error: {_error_line(err)}", file=sys.stderr)
         return 2
     finally:
         warnings.formatwarning = previous_format

@@ -7,6 +7,8 @@ outputs are, so numbers from other toolboxes and ours are comparable.
 
 from __future__ import annotations
 
+import warnings
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +28,7 @@ def read_prediction(path: Path) -> np.ndarray:
             if image.mode not in ("L", "I;16", "I", "F"):
                 image = image.convert("L")
             array = np.asarray(image)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
         raise DataError(f"{path}: cannot read prediction ({err})") from err
     scale = 65535.0 if array.dtype == np.uint16 or array.max(initial=0) > 255 else 255.0
     return array.astype(np.float32) / scale
@@ -51,10 +53,15 @@ def score_folder(
     pred_dir = Path(pred_dir)
     if not pred_dir.is_dir():
         raise DataError(f"{pred_dir}: prediction folder not found")
+    repeated = sorted(stem for stem, n in Counter(stems).items() if n > 1)
+    if repeated:
+        raise DataError(f"{len(repeated)} image(s) listed more than once, e.g. {repeated[0]}")
     metrics = IRSTDMetrics()
+    peak = 0.0  # highest probability over all predictions: 0/1 masks read as 1/255 at most
     for stem in stems:
         pred_file = find_prediction(pred_dir, stem)
         prob = read_prediction(pred_file)
+        peak = max(peak, float(prob.max(initial=0.0)))
         _, gt = index.load(stem)
         if protocol == "resize256":
             gt = resize_mask_nearest(gt, (size, size))
@@ -65,6 +72,12 @@ def score_folder(
                 f"is {gt.shape[1]}x{gt.shape[0]} under protocol {protocol}{hint}"
             )
         metrics.update(prob, gt)
+    if 0.0 < peak <= 1.0 / 255.0 + 1e-9:
+        warnings.warn(
+            f"{pred_dir}: every prediction holds only 0 and 1: these look like 0/1 masks, which "
+            "score as empty (expected probability x 255 or 0/255 masks; multiply them by 255)",
+            stacklevel=2,
+        )
     result = metrics.compute()
     result.update({"protocol": protocol, "dataset": index.name, "pred_dir": str(pred_dir)})
     return result

@@ -232,7 +232,7 @@ def test_kill_mid_epoch_and_resume(tiny_data, tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-    ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    ckpt = torch.load(last, map_location="cpu", weights_only=True)
     state = ckpt["state"]
     total = RESUME_FIELDS["epochs"] * RESUME_FIELDS["epoch_steps"]
     assert 0 < state["global_step"] < total
@@ -244,7 +244,7 @@ def test_kill_mid_epoch_and_resume(tiny_data, tmp_path):
     assert result.run_dir == last.parent and not result.reused
     assert any("resuming" in line for line in lines)
     assert result.metrics["complete"] and result.metrics["steps"] == total
-    final = torch.load(result.run_dir / "last.pt", map_location="cpu", weights_only=False)
+    final = torch.load(result.run_dir / "last.pt", map_location="cpu", weights_only=True)
     assert final["state"]["global_step"] == total
     model, _ = load_model(result.run_dir)
     assert model(torch.zeros(1, 1, 64, 64)).shape == (1, 1, 64, 64)

@@ -6,6 +6,8 @@ PNG or TIFF); masks become bool. Errors name the file.
 
 from __future__ import annotations
 
+import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,17 +15,48 @@ from PIL import Image, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 
+# Largest image we decode (pixels): 100 MP holds any real sensor frame (8000x6000 = 48 MP) while a
+# tiny "decompression bomb" file claiming 20000x20000 px is refused before its pixels are
+# allocated. NAIRSTD_MAX_PIXELS overrides it. PIL's own limit is set to match, so its warning
+# never fires for images we accept.
+DEFAULT_MAX_PIXELS = 100_000_000
+
+
+def max_pixels() -> int:
+    env = os.environ.get("NAIRSTD_MAX_PIXELS", "").strip()
+    if not env:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(env)
+    except ValueError:
+        raise ValueError(f"NAIRSTD_MAX_PIXELS={env!r}: not an integer") from None
+    if value < 1:
+        raise ValueError(f"NAIRSTD_MAX_PIXELS={env!r}: must be >= 1")
+    return value
+
 
 class DataError(Exception):
     """A dataset file is missing, unreadable or inconsistent; the message names the file."""
 
 
 def _open(path: Path) -> Image.Image:
+    limit = max_pixels()
+    Image.MAX_IMAGE_PIXELS = limit
     try:
-        image = Image.open(path)
+        image = Image.open(path)  # reads the header only
+        w, h = image.size
+        if w * h > limit:
+            raise DataError(
+                f"{path}: {w}x{h} px is over the {limit:,} pixel limit (a decompression bomb or "
+                "a huge image; NAIRSTD_MAX_PIXELS raises the limit)"
+            )
         image.load()
     except FileNotFoundError as err:
         raise DataError(f"{path}: file not found") from err
+    except Image.DecompressionBombError as err:  # PIL's own check (over twice the limit)
+        raise DataError(
+            f"{path}: over the {limit:,} pixel limit, refused as a decompression bomb ({err})"
+        ) from err
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise DataError(f"{path}: cannot read image ({err})") from err
     return image
@@ -61,12 +94,45 @@ def _full_scale(array: np.ndarray) -> float:
     return 255.0
 
 
+def _repair_non_finite(array: np.ndarray, path: Path) -> np.ndarray:
+    """NaN -> the lowest finite value, +-inf -> the finite extremes, with a warning naming the
+    file (one NaN would otherwise turn the whole standardised map into NaN, i.e. 0)."""
+    bad = ~np.isfinite(array)
+    n_bad = int(bad.sum())
+    if not n_bad:
+        return array
+    finite = array[~bad]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    warnings.warn(
+        f"{path}: {n_bad} NaN/inf pixel(s) replaced (NaN and -inf by {lo:g}, +inf by {hi:g})",
+        stacklevel=3,
+    )
+    return np.nan_to_num(array, nan=lo, posinf=hi, neginf=lo)
+
+
 def read_image(path: str | Path) -> np.ndarray:
-    """Float32 grey image in [0, 1], shape (H, W)."""
+    """Float32 grey image in [0, 1], shape (H, W).
+
+    Unsigned data is divided by its full scale (255, 65535; float data in [0, 1] is kept).
+    Data with negative values (signed integers, degrees Celsius) or beyond 16-bit range is
+    scaled by its own range (min..max -> 0..1), never clipped. NaN/inf pixels are repaired with
+    a warning. Operations run in place: an 8000x6000 frame costs one float32 copy.
+    """
     path = Path(path)
     array = _to_array(_open(path), path)
-    image = array.astype(np.float32) / _full_scale(array)
-    return np.clip(image, 0.0, 1.0)
+    if array.dtype.kind == "f":
+        array = _repair_non_finite(array, path)
+    if array.dtype.kind in "fi" and array.size:
+        lo, hi = float(array.min()), float(array.max())
+        if lo < 0.0 or hi > 65535.0:
+            image = array.astype(np.float32)
+            image -= np.float32(lo)
+            if hi > lo:
+                image /= np.float32(hi - lo)
+            return image
+    image = array.astype(np.float32)
+    image /= np.float32(_full_scale(array))
+    return np.clip(image, 0.0, 1.0, out=image)
 
 
 def read_mask(path: str | Path) -> np.ndarray:

@@ -112,8 +112,14 @@ def _list_images(folder: Path) -> dict[str, Path]:
 
 
 def _read_list(path: Path) -> list[str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not a UTF-8 text list of image names ({err.reason})") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot read list ({err.strerror or err})") from None
     stems = []
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
             stems.append(Path(line).stem if Path(line).suffix in IMAGE_EXTENSIONS else line)

@@ -8,6 +8,7 @@ A checkpoint is a dict {"format", "model", "size", "overrides", "state_dict", "r
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -62,13 +63,25 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
     return path
 
 
+def load_trusted(file: str | os.PathLike, map_location: str = "cpu") -> Any:
+    """torch.load of an untrusted file: tensors and plain containers only (weights_only), so a
+    file whose unpickling would run code is refused before any of it runs. Errors name the file."""
+    file = Path(file)
+    try:
+        return torch.load(file, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise DataError(
+            f"{file}: not a nairstd checkpoint (it holds Python objects other than weights; "
+            "refused without running them)"
+        ) from err
+    except Exception as err:  # a truncated, empty or foreign file
+        raise DataError(f"{file}: cannot read checkpoint ({type(err).__name__}: {err})") from err
+
+
 def read_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict[str, Any]:
     """Load a checkpoint dict (a run folder gives its best.pt); errors name the file."""
     file = resolve_checkpoint(path)
-    try:
-        ckpt = torch.load(file, map_location=map_location, weights_only=False)
-    except Exception as err:  # a truncated or foreign file
-        raise DataError(f"{file}: cannot read checkpoint ({err})") from err
+    ckpt = load_trusted(file, map_location)
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "model" not in ckpt:
         raise DataError(f"{file}: not a nairstd checkpoint (no model name / state_dict)")
     ckpt["path"] = str(file)
@@ -79,8 +92,20 @@ def build_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
     """Rebuild the model a checkpoint describes and load its weights."""
     from nairstd.models import build_model
 
-    model = build_model(ckpt["model"], ckpt.get("size", "tiny"), **ckpt.get("overrides", {}))
-    model.load_state_dict(ckpt["state_dict"])
+    where = ckpt.get("path", "checkpoint")
+    try:
+        model = build_model(ckpt["model"], ckpt.get("size", "tiny"), **ckpt.get("overrides", {}))
+    except (KeyError, TypeError, ValueError) as err:
+        raise DataError(f"{where}: cannot rebuild its model ({err})") from err
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as err:  # another variant or size: name the first mismatch only
+        first = str(err).strip().splitlines()
+        detail = first[1].strip() if len(first) > 1 else first[0]
+        raise DataError(
+            f"{where}: weights do not fit model {ckpt['model']!r} size {ckpt.get('size')!r} "
+            f"({detail})"
+        ) from err
     return model
 
 
@@ -94,9 +119,16 @@ def load_model(
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """A torch device from "auto", "cpu", "cuda", "cuda:1", ...; a bad name is a ValueError."""
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"--device {device!r}: not a device (auto, cpu, cuda, cuda:N)") from err
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device!r}: CUDA is not available on this machine")
+    return resolved
 
 
 def has_native_branch(model: nn.Module) -> bool:

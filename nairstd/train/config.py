@@ -90,8 +90,23 @@ class TrainConfig:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if self.protocol not in ("resize256", "native"):
             raise ValueError(f"protocol must be resize256 or native, got {self.protocol!r}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("epochs and batch_size must be >= 1")
+        self.check_numbers()
+
+    def check_numbers(self) -> None:
+        """Model-independent ranges (model-dependent ones: `check_model_fit`)."""
+        for name in ("epochs", "batch_size", "image_size"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
+        for name in ("crop_size", "epoch_steps", "max_steps", "val_limit"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be an integer >= 1 (or unset), got {value!r}")
+        if self.val_every < 1 or self.ckpt_every < 1:
+            raise ValueError("val_every and ckpt_every must be >= 1")
+        if not isinstance(self.model_overrides, dict):
+            raise ValueError(
+                f"model_overrides must be a JSON object / dict, got {self.model_overrides!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -175,12 +190,53 @@ def profile_threads(profile: str) -> int | None:
     return _PROFILES[check_profile(profile)]["common"].get("threads")
 
 
+def env_threads() -> int | None:
+    """NAIRSTD_THREADS as an int (None when unset); a bad value is a ValueError naming it."""
+    env = os.environ.get("NAIRSTD_THREADS", "").strip()
+    if not env:
+        return None
+    try:
+        value = int(env)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError(f"NAIRSTD_THREADS={env!r}: must be a whole number >= 0 (0: torch default)")
+    return value
+
+
 def resolve_threads(n: int | None) -> int | None:
     """`n`, unless the environment variable NAIRSTD_THREADS says otherwise (0: torch default)."""
-    env = os.environ.get("NAIRSTD_THREADS", "").strip()
-    if env:
-        return int(env) or None
+    env = env_threads()
+    if env is not None:
+        return env or None
     return n
+
+
+def check_model_fit(config: TrainConfig) -> None:
+    """ValueError unless the model builds with the config's overrides and, for models with a
+    native branch, image_size is a multiple of the patch size P and 1 <= K <= N = (size / P)^2
+    (N of the resize256 input; native images vary in size and K is capped at their N)."""
+    from nairstd.models import build_model
+
+    try:
+        model = build_model(config.model, config.size, **config.build_overrides())
+    except KeyError as err:
+        raise ValueError(str(err.args[0]) if err.args else str(err)) from None
+    except TypeError as err:
+        raise ValueError(f"model {config.model!r}: {err}") from None
+    patch = getattr(model, "patch_size", None)
+    if not patch:
+        return
+    if config.image_size % patch:
+        raise ValueError(
+            f"image_size {config.image_size} must be a positive multiple of the patch size {patch}"
+        )
+    n = (config.image_size // patch) ** 2
+    k = config.top_k
+    if isinstance(k, int) and not 1 <= k <= n:
+        raise ValueError(
+            f"top_k {k} must lie in 1..{n} (N = ({config.image_size} / {patch})^2 patches)"
+        )
 
 
 @contextmanager

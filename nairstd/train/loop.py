@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
 from nairstd.data.dataset import AugmentConfig, IRSTDDataset
+from nairstd.data.images import DataError
 from nairstd.data.index import DatasetIndex, find_dataset
 from nairstd.io import save_torch, write_json, write_text
 from nairstd.profiles import PROFILES
@@ -45,12 +46,13 @@ from nairstd.train import ddp
 from nairstd.train.checkpoint import (
     build_from_checkpoint,
     has_native_branch,
+    load_trusted,
     model_checkpoint,
     read_checkpoint,
     resolve_device,
     unwrap,
 )
-from nairstd.train.config import TrainConfig, cpu_threads, profile_config
+from nairstd.train.config import TrainConfig, check_model_fit, cpu_threads, profile_config
 from nairstd.train.evaluate import evaluate_loader, make_loader, patch_labels
 from nairstd.train.losses import seg_loss
 from nairstd.train.runs import (
@@ -60,6 +62,7 @@ from nairstd.train.runs import (
     load_result,
     run_dir,
     run_key,
+    run_lock,
 )
 
 Logger = Callable[[str], None]
@@ -133,10 +136,13 @@ def seed_everything(seed: int) -> None:
 
 
 def _rng_state() -> dict[str, Any]:
+    # Plain tensors/lists only, so last.pt loads with weights_only=True.
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, mt, gauss_next = random.getstate()
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
-        "python": random.getstate(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+        "python": [version, list(mt), gauss_next],
     }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -145,8 +151,12 @@ def _rng_state() -> dict[str, Any]:
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state(
+        (kind, np.asarray(keys, dtype=np.int64).astype(np.uint32), pos, has_gauss, gauss)
+    )
+    version, mt, gauss_next = state["python"]
+    random.setstate((version, tuple(mt), gauss_next))
     if state.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -279,6 +289,7 @@ def train(
     on_step(global_step) is called after each optimiser step (tests, external monitoring).
     """
     say: Logger = log or (lambda line: print(line, flush=True))
+    check_model_fit(config)
     index = find_dataset(config.dataset, data_root)
     if config.stage == "2" and config.init_from is None:
         s1 = stage1_config_for(config)
@@ -298,7 +309,10 @@ def train(
     folder = run_dir(config, index, runs_dir)
     if is_complete(folder):
         return load_result(folder, reused=True)
-    return _Trainer(config, index, folder, progress, say, on_step).run()
+    with run_lock(folder, enabled=ddp.env_world()[1] == 0):
+        if is_complete(folder):  # finished by another process while we waited for the lock
+            return load_result(folder, reused=True)
+        return _Trainer(config, index, folder, progress, say, on_step).run()
 
 
 def planned_run_dir(
@@ -488,7 +502,12 @@ class _Trainer:
         path = self.folder / "last.pt"
         if not path.is_file():
             return False
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            ckpt = load_trusted(path)
+        except DataError as err:
+            raise DataError(f"{err}; delete it to restart this run") from err
+        if not isinstance(ckpt, dict) or "state" not in ckpt or "rng" not in ckpt:
+            raise DataError(f"{path}: not a resume state; delete it to restart this run")
         if ckpt.get("world_size", 1) != self.dist.world_size:
             raise RuntimeError(
                 f"{path}: the run was started with {ckpt.get('world_size', 1)} process(es); "

@@ -9,12 +9,20 @@ detected target (8-connected component of probability > 0.5): image, target id, 
 
 Protocols: ``native`` (default) runs the model on the full-resolution image (it pads to its patch
 multiple and crops back); ``resize256`` predicts at 256x256 and resizes the map back bilinearly.
-A file that cannot be read is reported (naming it) and skipped; the others are processed.
+Under ``native`` an image larger than `tile` px on a side is run in overlapping windows at native
+resolution (each window keeps only its core; the margin around it gives every kept pixel its
+context), so memory stays bounded at any image size.
+
+Safety: every input and its output name are resolved before anything is written, and an output
+that would land on an input file is refused. A file that cannot be read, processed or written is
+reported (naming it) and skipped; the others are processed, and detections.csv is written for the
+images done, even when a later step fails.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -28,7 +36,6 @@ from torch import nn
 
 from nairstd.data.images import IMAGE_EXTENSIONS, DataError, read_image, resize_image, standardize
 from nairstd.io import save_png, write_text
-from nairstd.metrics import label_objects
 from nairstd.train.checkpoint import load_model, resolve_device, unwrap
 from nairstd.train.evaluate import classical_method
 
@@ -73,6 +80,53 @@ def collect_inputs(inputs: Iterable[str | os.PathLike]) -> tuple[list[Path], lis
     return files, failures
 
 
+# Tiled inference: windows of at most TILE px a side, each keeping its core (TILE - 2 MARGIN).
+# Both are multiples of 64 so every window starts on the model's patch grid (P = 32, the
+# detector's pad multiple divides 64) and the patch split of the image is the same as whole.
+# A 1024 px window peaks near 0.3 GB in the tiny model (measured: whole 8000x6000 = 12 GB).
+TILE = 1024
+MARGIN = 64
+
+
+def _standardized(image: np.ndarray) -> np.ndarray:
+    """`standardize` with one full-size temporary (same arithmetic, in place)."""
+    mean, std = image.mean(), image.std()
+    x = image - mean
+    x /= std + 1e-6
+    return x
+
+
+def _forward_prob(net: nn.Module, x: np.ndarray, device: torch.device | str) -> np.ndarray:
+    t = torch.from_numpy(np.ascontiguousarray(x))[None, None].to(device)
+    return torch.sigmoid(net(t).float())[0, 0].cpu().numpy()
+
+
+def tile_windows(
+    h: int, w: int, tile: int = TILE, margin: int = MARGIN
+) -> list[tuple[slice, slice, slice, slice]]:
+    """(window rows, window cols, core rows inside the window, core cols inside the window)
+    covering an (h, w) image; the cores tile it exactly, without overlap."""
+    core = tile - 2 * margin
+    if core < 1:
+        raise ValueError(f"tile {tile} must exceed twice the margin {margin}")
+    out = []
+    for y0 in range(0, h, core):
+        y1, wy0 = min(y0 + core, h), max(0, y0 - margin)
+        wy1 = min(h, y1 + margin)
+        for x0 in range(0, w, core):
+            x1, wx0 = min(x0 + core, w), max(0, x0 - margin)
+            wx1 = min(w, x1 + margin)
+            out.append(
+                (
+                    slice(wy0, wy1),
+                    slice(wx0, wx1),
+                    slice(y0 - wy0, y1 - wy0),
+                    slice(x0 - wx0, x1 - wx0),
+                )
+            )
+    return out
+
+
 @torch.inference_mode()
 def predict_probability(
     model: nn.Module,
@@ -80,18 +134,28 @@ def predict_probability(
     protocol: str = "native",
     size: int = 256,
     device: torch.device | str = "cpu",
+    tile: int = TILE,
+    margin: int = MARGIN,
 ) -> np.ndarray:
-    """Target probability map (H, W) float32 in [0, 1] for a float [0, 1] grey image (H, W)."""
+    """Target probability map (H, W) float32 in [0, 1] for a float [0, 1] grey image (H, W).
+
+    Under ``native`` an image with a side over `tile` (0: never) is run in overlapping windows;
+    standardisation uses the whole image's statistics, as the untiled path does.
+    """
     if protocol not in ("native", "resize256"):
         raise ValueError(f"protocol must be native or resize256, got {protocol!r}")
+    net = unwrap(model)
     h, w = image.shape
-    x = resize_image(image, (size, size)) if protocol == "resize256" else image
-    x = torch.from_numpy(np.ascontiguousarray(standardize(x.astype(np.float32))))[None, None]
-    logits = unwrap(model)(x.to(device))
-    prob = torch.sigmoid(logits.float())[0, 0].cpu().numpy()
     if protocol == "resize256":
-        prob = resize_image(prob, (h, w))
-    return prob.astype(np.float32)
+        x = standardize(resize_image(image, (size, size)).astype(np.float32))
+        return resize_image(_forward_prob(net, x, device), (h, w)).astype(np.float32)
+    x = _standardized(image.astype(np.float32, copy=False))
+    if not tile or (h <= tile and w <= tile):
+        return _forward_prob(net, x, device).astype(np.float32, copy=False)
+    prob = np.empty((h, w), np.float32)
+    for wy, wx, cy, cx in tile_windows(h, w, tile, margin):
+        prob[wy][:, wx][cy, cx] = _forward_prob(net, x[wy, wx], device)[cy, cx]
+    return prob
 
 
 def classical_probability(
@@ -105,27 +169,93 @@ def classical_probability(
 
 
 def detections(prob: np.ndarray, image_name: str, threshold: float = 0.5) -> list[dict]:
-    """One row per 8-connected component of prob > threshold."""
-    labels, centroids, areas = label_objects(prob > threshold)
-    n = len(areas)
-    if n == 0:
-        return []
-    peaks = ndimage.maximum(prob, labels, index=np.arange(1, n + 1))
-    return [
-        {
-            "image": image_name,
-            "target_id": i + 1,
-            "x": float(centroids[i][1]),
-            "y": float(centroids[i][0]),
-            "area": int(areas[i]),
-            "peak_probability": float(peaks[i]),
-        }
-        for i in range(n)
-    ]
+    """One row per 8-connected component of prob > threshold (centroid = mean row/col).
+
+    Each object is measured inside its bounding box, so memory stays at one label map however
+    large the image or the objects (whole-image index arrays would cost 16 bytes a pixel).
+    """
+    labels, n = ndimage.label(prob > threshold, structure=np.ones((3, 3), bool))
+    rows = []
+    for i, box in enumerate(ndimage.find_objects(labels)):
+        if box is None:
+            continue
+        inside = labels[box] == i + 1
+        area = int(inside.sum())
+        ys = inside.sum(axis=1)
+        xs = inside.sum(axis=0)
+        y = float((ys * np.arange(box[0].start, box[0].stop)).sum() / area)
+        x = float((xs * np.arange(box[1].start, box[1].stop)).sum() / area)
+        peak = float(np.max(prob[box], where=inside, initial=-np.inf))
+        rows.append(
+            {
+                "image": image_name,
+                "target_id": i + 1,
+                "x": x,
+                "y": y,
+                "area": area,
+                "peak_probability": peak,
+            }
+        )
+    return rows
 
 
 def to_uint8(prob: np.ndarray) -> np.ndarray:
-    return np.clip(np.round(prob * 255.0), 0, 255).astype(np.uint8)
+    """Probability x 255 as uint8 (one full-size float temporary)."""
+    scaled = prob * np.float32(255.0)
+    np.round(scaled, out=scaled)
+    np.clip(scaled, 0, 255, out=scaled)
+    return scaled.astype(np.uint8)
+
+
+def prepare_output(output_dir: str | os.PathLike) -> Path:
+    """The output folder, created if needed; one DataError naming it when it cannot be used."""
+    out = Path(output_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: the output path exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DataError(f"{out}: cannot create the output folder ({err.strerror or err})") from err
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise DataError(f"{out}: the output folder is not writable")
+    return out
+
+
+def plan_outputs(
+    files: list[Path], out: Path
+) -> tuple[list[tuple[Path, Path]], list[tuple[str, str]]]:
+    """(input, output PNG) pairs, and failures for inputs whose output would be unsafe: an output
+    that is an input file (e.g. scene.tif -> scene.png beside an input scene.png) or that two
+    inputs share. Decided for all inputs before anything is written."""
+    inputs = {f.resolve(): f for f in files}
+    plan: list[tuple[Path, Path]] = []
+    failures: list[tuple[str, str]] = []
+    owners: dict[Path, Path] = {}
+    for file in files:
+        target = out / f"{file.stem}.png"
+        key = target.resolve()
+        if key in inputs:
+            what = "this input" if key == file.resolve() else f"the input {inputs[key]}"
+            failures.append((str(file), f"{file}: its output {target} would overwrite {what}"))
+        elif key in owners:
+            failures.append(
+                (str(file), f"{file}: same stem as {owners[key]}; its output {target} is taken")
+            )
+        else:
+            owners[key] = file
+            plan.append((file, target))
+    return plan, failures
+
+
+def _failure_message(file: Path, target: Path, err: BaseException) -> str:
+    if isinstance(err, DataError):
+        return str(err)
+    if isinstance(err, OSError):
+        where = err.filename or target
+        return f"{file}: cannot write {where} ({err.strerror or err})"
+    if isinstance(err, MemoryError):
+        return f"{file}: out of memory (try --tile with a smaller size)"
+    return f"{file}: {type(err).__name__}: {err}"
 
 
 def predict_files(
@@ -136,14 +266,18 @@ def predict_files(
     device: str | torch.device | None = "auto",
     size: int = 256,
     log: Callable[[str], None] | None = None,
+    tile: int | None = None,
 ) -> PredictResult:
     """Predict every input image; write `<stem>.png` maps and `detections.csv` to output_dir.
 
     `checkpoint` is a checkpoint file, a run folder, a model, or the name of a classical method
-    (nairstd.baselines.CLASSICAL, e.g. "pstnn"). Failures are collected in the
-    result (and logged) and never stop the other images.
+    (nairstd.baselines.CLASSICAL, e.g. "pstnn"). Failures are collected in the result (and
+    logged) and never stop the other images; detections.csv always holds the images done.
+    tile: window side for large images under native (None: TILE; 0: never tile).
+    An unusable model or output folder raises DataError before anything is written.
     """
-    say = log or (lambda line: print(line, flush=True))
+    say = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    tile = TILE if tile is None else tile
     device = resolve_device(device)
     classical = classical_method(checkpoint) if isinstance(checkpoint, str) else None
     if classical is not None:
@@ -152,39 +286,41 @@ def predict_files(
         model = unwrap(checkpoint).to(device).eval()
     else:
         model = load_model(checkpoint, device)[0]
-    out = Path(output_dir).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_output(output_dir)
     files, failures = collect_inputs(inputs)
-    result = PredictResult(out, failures=list(failures))
-    for _, message in failures:
-        say(f"error: {message}")
+    plan, unsafe = plan_outputs(files, out)
+    result = PredictResult(out, failures=failures + unsafe)
+    for _, message in result.failures:
+        say(f"error: {message} (skipped)")
     rows: list[dict] = []
-    owners: dict[str, Path] = {}
     start = time.perf_counter()
-    for file in files:
-        target = out / f"{file.stem}.png"
+    try:
+        for file, target in plan:
+            try:
+                image = read_image(file)
+                if classical is not None:
+                    prob = classical_probability(classical, image, protocol, size)
+                else:
+                    prob = predict_probability(model, image, protocol, size, device, tile)
+                del image
+                save_png(to_uint8(prob), target)
+                found = detections(prob, file.name)
+                del prob
+            except Exception as err:  # per image: name it, skip it, go on
+                message = _failure_message(file, target, err)
+                result.failures.append((str(file), message))
+                say(f"error: {message} (skipped)")
+                continue
+            result.written.append(target)
+            rows.extend(found)
+    finally:
+        result.seconds = time.perf_counter() - start
+        result.detections = pd.DataFrame(rows, columns=DETECTION_COLUMNS)
+        csv = out / "detections.csv"
         try:
-            if file.stem in owners:
-                raise DataError(
-                    f"{file}: same stem as {owners[file.stem]}; its output would overwrite "
-                    f"{target.name}"
-                )
-            if target.resolve() == file.resolve():
-                raise DataError(f"{file}: the output {target} would overwrite this input")
-            image = read_image(file)
-            if classical is not None:
-                prob = classical_probability(classical, image, protocol, size)
-            else:
-                prob = predict_probability(model, image, protocol, size, device)
-            save_png(to_uint8(prob), target)
-        except DataError as err:
-            result.failures.append((str(file), str(err)))
-            say(f"error: {err} (skipped)")
-            continue
-        owners[file.stem] = file
-        result.written.append(target)
-        rows.extend(detections(prob, file.name))
-    result.seconds = time.perf_counter() - start
-    result.detections = pd.DataFrame(rows, columns=DETECTION_COLUMNS)
-    write_text(out / "detections.csv", result.detections.to_csv(index=False))
+            write_text(csv, result.detections.to_csv(index=False))
+        except OSError as err:
+            message = f"{csv}: cannot write ({err.strerror or err})"
+            result.failures.append((str(csv), message))
+            say(f"error: {message}")
     return result

@@ -1,5 +1,6 @@
 """The run cache: `outputs/runs/<run-id>/` holds one training run.
 
+    .lock         held (flock) by the process training the run; holds its pid
     config.json   the TrainConfig, the run id and what it was hashed from
     last.pt       resume state (model, optimiser, scheduler, epoch/step, RNG states, log rows),
                   rewritten every `ckpt_every` steps and after every epoch
@@ -9,14 +10,20 @@
 
 run-id = readable prefix + 8 hex digits of the hash of everything that changes the result
 (the config, the dataset's identity, the Stage-1 run a Stage-2 run starts from), e.g.
-`na_irstd-tiny-s1-soft-SIRST-quick-1a2b3c4d`.
+`na_irstd-tiny-s1-soft-SIRST-quick-1a2b3c4d`. The dataset's identity is its resolved root and a
+fingerprint of its files (names, sizes and mtimes of images and masks, contents of the split
+lists), so a changed or different dataset folder never reuses a run trained on other files.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,12 +40,41 @@ def runs_root(runs_dir: str | os.PathLike | None = None) -> Path:
     return Path(runs_dir).expanduser().resolve() if runs_dir else outputs_root() / "runs"
 
 
+class RunInProgress(RuntimeError):
+    """Another process holds the run folder's lock."""
+
+
+def dataset_fingerprint(index: DatasetIndex) -> str:
+    """sha256 (16 hex) of the dataset's files: name, size and mtime of every image and mask file,
+    and the bytes of the split lists (also the lists shipped with nairstd)."""
+    from nairstd.data.index import _find_lists
+
+    digest = hashlib.sha256()
+    for folder in sorted({index.image_dir, index.mask_dir}):
+        with os.scandir(folder) as entries:
+            for entry in sorted(entries, key=lambda e: e.name):
+                if entry.name.startswith(".") or not entry.is_file():
+                    continue
+                st = entry.stat()
+                digest.update(
+                    f"{folder.name}/{entry.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode()
+                )
+    lists, _ = _find_lists(index.root, index.layout, index.name)
+    for split, path in sorted(lists.items()):
+        digest.update(f"list {split}\n".encode())
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def dataset_identity(index: DatasetIndex) -> dict[str, Any]:
-    """What names a dataset for the cache: its name and split sizes (smoke vs quick data differ)."""
+    """What names a dataset for the cache: its name, split sizes, resolved root folder and a
+    fingerprint of its files (see dataset_fingerprint)."""
     return {
         "name": index.name,
         "train": len(index.split("train")),
         "val": len(index.split("val")),
+        "root": str(Path(index.root).resolve()),
+        "files": dataset_fingerprint(index),
     }
 
 
@@ -83,6 +119,44 @@ def run_dir(
     config: TrainConfig, index: DatasetIndex, runs_dir: str | os.PathLike | None = None
 ) -> Path:
     return runs_root(runs_dir) / run_id(config, index)
+
+
+def sweep_temp_files(folder: Path) -> list[Path]:
+    """Remove the temporary files an interrupted atomic write left (e.g. `.last.pt.k3j2.pt`).
+    Only called by the lock holder, so no live write is touched."""
+    removed = []
+    for path in folder.glob(".*"):
+        if path.name != ".lock" and path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+@contextmanager
+def run_lock(folder: str | os.PathLike, enabled: bool = True) -> Iterator[list[Path]]:
+    """Hold the run folder's lock for the block (an flock, released by the OS even on kill -9),
+    after sweeping orphan temporary files; yields the swept files. A second process gets
+    RunInProgress naming the holder's pid. enabled=False (non-main torchrun ranks): no-op."""
+    if not enabled:
+        yield []
+        return
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise RunInProgress(
+                f"{folder}: this run is in progress (pid {pid}); wait for it to finish, then "
+                "run the same command again to reuse it"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield sweep_temp_files(folder)
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def is_complete(folder: str | os.PathLike) -> bool:
