@@ -281,8 +281,8 @@ def test_the_same_quick_config_trained_twice_gives_identical_metrics(tiny_set, t
     val_a.pop("seconds"), val_b.pop("seconds")
     assert val_a == val_b
     # the weights and the per-epoch training losses too (real-valued: any drift would show)
-    wa = torch.load(a.run_dir / "best.pt", weights_only=False)["state_dict"]
-    wb = torch.load(b.run_dir / "best.pt", weights_only=False)["state_dict"]
+    wa = torch.load(a.run_dir / "best.pt", weights_only=True)["state_dict"]
+    wb = torch.load(b.run_dir / "best.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     log_a, log_b = pd.read_csv(a.run_dir / "log.csv"), pd.read_csv(b.run_dir / "log.csv")
     pd.testing.assert_frame_equal(log_a.drop(columns="time_s"), log_b.drop(columns="time_s"))
