@@ -145,6 +145,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             max_steps=args.max_steps,
             top_k=args.top_k,
             seed=args.seed,
+            loss=args.loss,
+            lr_gamma=args.lr_gamma,
             device=args.device,
             workers=args.workers,
             amp=False if args.no_amp else None,
@@ -346,6 +348,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-steps", type=positive, help="cap on optimiser steps")
     train.add_argument("--top-k", type=positive, help="K selected patches (model default 5)")
     train.add_argument("--seed", type=int, help="seed (default 0)")
+    train.add_argument(
+        "--loss",
+        choices=["paper", "bce_dice"],
+        help="paper (default): each method's own loss (baselines: their papers' losses); "
+        "bce_dice: BCE + Dice for every model",
+    )
+    train.add_argument(
+        "--lr-gamma",
+        type=float,
+        help="learning rate of the injection scales gamma_l (default: the profile's)",
+    )
     train.add_argument(
         "--model-args", help="extra model config as JSON, e.g. '{\"patch_size\": 16}'"
     )

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from nairstd.io import write_text
 from nairstd.paths import outputs_root, project_root
+from nairstd.reproduce.claims import claims_markdown
 
 
 def git_commit() -> str:
@@ -79,6 +80,7 @@ def write_report(profile: str, times: dict[str, float], out: Path | None = None)
         f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- machine: {machine()}",
         "",
+        *claims_markdown(out),
         "## Notebooks",
         "",
         "| notebook | seconds | executed copy | HTML |",
