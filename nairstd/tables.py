@@ -72,8 +72,11 @@ def over_seeds(rows: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.Da
             row[m] = values.mean()
             row[f"{m}_std"] = values.std(ddof=1) if values.notna().sum() > 1 else float("nan")
         row["n_seeds"] = len(group)
+        row.pop("seed", None)  # one value per group no longer
         out.append(row)
-    return pd.DataFrame(out)
+    table = pd.DataFrame(out)
+    table["n_seeds"] = table["n_seeds"].astype("Int64")
+    return table
 
 
 def mean_std_cells(table: pd.DataFrame, metrics: list[str], digits: int = 2) -> pd.DataFrame:

@@ -229,6 +229,8 @@ def write_claim_table(
     write_table(
         verdicts, out_dir, f"{name}_claim_{claim.lower()}", f"Claim {claim} - verdict", [RULE]
     )
+    in_table = set(table["arm"].dropna()) if "arm" in table else set()
+    trained = {k: t for k, t in trained.items() if k[1] in in_table}
     shown = [c for c in table.columns if c not in ("run_ids", "seed", "arm")]
     table = markdown_ready(table[shown])
     summary = combined_verdict([r.verdict for r in results]) if results else "not computed"
