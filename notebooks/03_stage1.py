@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -25,7 +27,7 @@
 # %% tags=["parameters"]
 profile = "quick"  # smoke | quick | paper
 dataset = "SIRST"  # falls back to "synthetic" (made by notebook 01) when not found
-size = None  # model size: None = the profile's (tiny for smoke/quick, base for paper)
+size = None  # model size (tiny | base); None: the profile's (tiny for smoke/quick, base for paper)
 seed = 0
 data_root = None  # extra dataset folder(s); None: NAIRSTD_DATA and data/
 output_dir = None  # None: the project's outputs/

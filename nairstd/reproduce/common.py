@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +26,30 @@ COMPARISON_BUDGET = {"smoke": {}, "quick": {"epochs": 20, "crop_size": 128}, "pa
 EVAL_LIMIT = {"smoke": 6, "quick": None, "paper": None}
 
 
+# Where a missing dataset comes from: generated ones name their notebook, real ones their folder.
+MADE_BY = {
+    "synthetic": "notebook 01 (01_data_prep) generates it",
+    "synthetic-nudt": "notebook 01 (01_data_prep) generates it",
+    "synthetic-tiny": "notebook 01 (01_data_prep) generates it",
+    "irstd-hard": "notebook 01 (01_data_prep) builds it from the test splits at hand",
+}
+
+
+def missing_sentence(name: str) -> str:
+    """One plain sentence for a dataset that is not found, saying where it comes from."""
+    source = MADE_BY.get(name.lower(), "put its folder in data/ or point NAIRSTD_DATA at it")
+    return f"Dataset {name} not found, so it is left out: {source}."
+
+
 def available(names: list[str], data_root: str | None = None) -> list[DatasetIndex]:
-    """The datasets of `names` that are found (missing ones are skipped with a warning)."""
+    """The datasets of `names` that are found; each missing one is skipped with one printed
+    sentence (a plain line in a notebook, not a warning box) saying where it comes from."""
     found = []
     for name in names:
         try:
             found.append(find_dataset(name, data_root))
         except DataError:
-            warnings.warn(f"dataset {name!r} not found: skipped", stacklevel=2)
+            print(missing_sentence(name), flush=True)
     return found
 
 
