@@ -25,7 +25,7 @@
 # %% tags=["parameters"]
 profile = "quick"  # smoke | quick | paper
 dataset = "SIRST"  # falls back to "synthetic" (made by notebook 01) when not found
-size = None  # model size: None = the profile's (tiny for smoke/quick, base for paper)
+size = None  # model size (tiny | base); None: the profile's (tiny for smoke/quick, base for paper)
 label = "soft"  # the Stage-1 labels to start from
 seed = 0
 data_root = None  # extra dataset folder(s); None: NAIRSTD_DATA and data/

@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/bootstrap.sh
+# Debian's chromium for the JupyterLab browser test (once; that test skips with the reason if absent).
+bash scripts/install_browser.sh
 start=$SECONDS
 ruff check nairstd tests notebooks/*.py
 ruff format --check nairstd tests notebooks/*.py

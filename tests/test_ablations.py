@@ -215,3 +215,104 @@ def test_notebook_pair_exists():
     repo = Path(__file__).resolve().parents[1]
     assert (repo / "notebooks" / "06_ablations.py").is_file()
     assert (repo / "notebooks" / "06_ablations.ipynb").is_file()
+
+
+def test_explorer_figure_is_readable_at_1000_px_and_has_no_summary_drawn(toy):
+    import matplotlib.pyplot as plt
+
+    from nairstd.widgets import min_font_pt_at
+
+    explorer = SelectionExplorer(_model(), toy, toy.split("test"), size=64)
+    fig = explorer.render(toy.split("test")[0], 4, 0.5, 8.0)
+    try:
+        assert min_font_pt_at(fig, 1000) >= 8.0
+        assert not fig.texts, "the summary is text beside the figure, not drawn into it"
+        assert fig._suptitle is None
+    finally:
+        plt.close(fig)
+    # The measure itself: the same figure shown half as wide has half-size text.
+    fig = explorer.render(toy.split("test")[0], 4, 0.5, 8.0)
+    assert min_font_pt_at(fig, 500) == pytest.approx(min_font_pt_at(fig, 1000) / 2)
+    plt.close(fig)
+
+
+def test_explorer_markers_do_not_cover_the_soft_labels(toy):
+    """No marker edge crosses a soft-label value (the issue: a value hid under the red ring)."""
+    import matplotlib.pyplot as plt
+
+    explorer = SelectionExplorer(_model(), toy, toy.split("test"), size=64)
+    fig = explorer.render(toy.split("test")[0], 4, 0.5, 24.0)
+    try:
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        labels_ax = fig.axes[1]
+        texts = [t for t in labels_ax.texts if t.get_text()]
+        assert texts, "soft-label values expected on the patches"
+        for text in texts:
+            box = text.get_window_extent(renderer)
+            for patch in labels_ax.patches:
+                edge = patch.get_path().transformed(patch.get_transform())
+                assert not edge.intersects_bbox(box, filled=False), (text.get_text(), patch)
+    finally:
+        plt.close(fig)
+
+
+def test_explorer_opens_on_a_small_target_image_and_labels_areas(tmp_path):
+    from nairstd.widgets import image_label
+
+    # Images 0-1: one 6x6 target (36 px); images 2-3: one 2x2 target (4 px).
+    folder = write_toolbox_dataset(tmp_path, "TOY", n=6)
+    from PIL import Image as PILImage
+
+    for i in (0, 1):
+        mask = np.zeros((40, 48), np.uint8)
+        mask[5:11, 7:13] = 255
+        PILImage.fromarray(mask).save(folder / "masks" / f"img{i}.png")
+    index = open_dataset(folder)
+    stems = ["img0", "img1", "img2", "img3"]
+    explorer = SelectionExplorer(_model(), index, stems, size=None)
+    assert explorer.start == "img2"  # the first whose every target is < 20 px
+    labels = dict((s, label) for label, s in explorer.options())
+    assert labels["img0"] == "img0 - smallest target 36 px"
+    assert labels["img2"] == "img2 - smallest target 4 px, all < 20 px"
+    assert image_label("x", np.array([], int)) == "x - no target"
+    assert SelectionExplorer(_model(), index, stems, size=None, start="img1").start == "img1"
+    with pytest.raises(ValueError, match="not among"):
+        SelectionExplorer(_model(), index, stems, start="nope")
+    box = explorer.widget()
+    assert box.controls["image"].value == "img2"
+
+
+def test_explorer_widget_falls_back_to_the_saved_figure_not_vbox_text(toy, tmp_path):
+    """Where no live widget can be shown (untrusted / exported notebook) the output holds the
+    saved PNG and a sentence naming it, never `VBox(children=...)`."""
+    import base64
+
+    explorer = SelectionExplorer(_model(), toy, toy.split("test"), size=64)
+    path = explorer.save(tmp_path / "selection_explorer.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bundle = explorer.widget(snapshot=path)._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert base64.b64decode(bundle["image/png"]) == path.read_bytes()
+    assert "VBox(" not in bundle["text/plain"] and str(path) in bundle["text/plain"]
+
+
+def test_explorer_summary_is_a_text_widget(toy):
+    stems = toy.split("test")
+    box = explore_selection(_model(), toy, stems, size=64)
+    box.update(stems[0], 3, 0.5, 8.0)
+    assert "K = 3" in box.summary.value and "coverage" in box.summary.value
+
+
+def test_missing_optional_dataset_is_one_plain_sentence(tmp_path, monkeypatch, capsys, recwarn):
+    from nairstd.reproduce import common
+
+    monkeypatch.setenv("NAIRSTD_GENERATED", str(tmp_path))
+    assert common.available(["IRSTD-Hard", "NUDT-SIRST"]) == []
+    assert capsys.readouterr().out.splitlines() == [
+        "Dataset IRSTD-Hard not found, so it is left out: notebook 01 (01_data_prep) builds it "
+        "from the test splits at hand.",
+        "Dataset NUDT-SIRST not found, so it is left out: put its folder in data/ or point "
+        "NAIRSTD_DATA at it.",
+    ]
+    assert not recwarn.list

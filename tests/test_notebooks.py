@@ -68,3 +68,25 @@ def test_notebooks_are_stored_without_outputs_and_paired():
         assert code == [c.source for c in paired.cells if c.cell_type == "code"], (
             f"{notebook.name} and {twin.name} differ: run `jupytext --sync {twin}`"
         )
+
+
+def test_parameters_cells_parse_without_papermill_warnings(caplog):
+    """papermill skips (with a warning) a parameters line holding two '=' (one in a comment):
+    every assignment of every parameters cell must come back as a parameter."""
+    import logging
+
+    from papermill.inspection import inspect_notebook
+
+    for notebook in NOTEBOOKS:
+        nb = nbformat.read(notebook, as_version=4)
+        cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+        names = [
+            line.split("=")[0].strip()
+            for line in cell.source.splitlines()
+            if "=" in line and not line.lstrip().startswith("#")
+        ]
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="papermill"):
+            found = inspect_notebook(str(notebook))
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING], notebook.name
+        assert list(found) == names, notebook.name

@@ -7,7 +7,6 @@ dataset's identity, split, protocol and K), so notebooks 05-07 reuse what 02-04 
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +18,30 @@ from nairstd.train import RunResult, evaluate_model, profile_config
 from nairstd.train.config import TrainConfig, config_hash, cpu_threads, profile_threads
 from nairstd.train.runs import dataset_identity
 
+# Where a missing dataset comes from: generated ones name their notebook, real ones their folder.
+MADE_BY = {
+    "synthetic": "notebook 01 (01_data_prep) generates it",
+    "synthetic-nudt": "notebook 01 (01_data_prep) generates it",
+    "synthetic-tiny": "notebook 01 (01_data_prep) generates it",
+    "irstd-hard": "notebook 01 (01_data_prep) builds it from the test splits at hand",
+}
+
+
+def missing_sentence(name: str) -> str:
+    """One plain sentence for a dataset that is not found, saying where it comes from."""
+    source = MADE_BY.get(name.lower(), "put its folder in data/ or point NAIRSTD_DATA at it")
+    return f"Dataset {name} not found, so it is left out: {source}."
+
 
 def available(names: list[str], data_root: str | None = None) -> list[DatasetIndex]:
-    """The datasets of `names` that are found (missing ones are skipped with a warning)."""
+    """The datasets of `names` that are found; each missing one is skipped with one printed
+    sentence (a plain line in a notebook, not a warning box) saying where it comes from."""
     found = []
     for name in names:
         try:
             found.append(find_dataset(name, data_root))
         except DataError:
-            warnings.warn(f"dataset {name!r} not found: skipped", stacklevel=2)
+            print(missing_sentence(name), flush=True)
     return found
 
 
