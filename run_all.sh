@@ -43,7 +43,8 @@ echo "run_all.sh: profile $profile, data roots: ${NAIRSTD_DATA:-<none>} + data/"
 out=outputs/notebooks
 mkdir -p "$out"
 times="$out/times.json"
-echo "{}" > "$times"
+# A resumed run (--from NN > 01) keeps the times of the notebooks it does not rerun.
+if [ "$from" = "01" ] || [ ! -f "$times" ]; then echo "{}" > "$times"; fi
 total_start=$SECONDS
 for notebook in notebooks/[0-9][0-9]_*.ipynb; do
   name="$(basename "$notebook" .ipynb)"
