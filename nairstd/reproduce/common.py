@@ -68,6 +68,27 @@ def budget_config(profile: str, stage: str, table: str = "claims", **fields: Any
     return profile_config(profile, stage, **{**budget_fields(profile, stage, table), **fields})
 
 
+def eval_cache(
+    run_dir: Path,
+    dataset: DatasetIndex,
+    split: str,
+    protocol: str,
+    profile: str,
+    top_k: int | None = None,
+    scores_only: bool = False,
+) -> tuple[Path, dict[str, Any]]:
+    """(file, key) of one cached evaluation in a run folder."""
+    key = {
+        "dataset": dataset_identity(dataset),
+        "split": split,
+        "protocol": protocol,
+        "limit": get_profile(profile).eval_limit,
+        "top_k": top_k,
+        "scores_only": scores_only,
+    }
+    return run_dir / "evals" / f"{dataset.name}_{split}_{protocol}_{config_hash(key)}.json", key
+
+
 def cached_eval(
     run: RunResult,
     dataset: DatasetIndex,
@@ -81,15 +102,7 @@ def cached_eval(
     scores_only: Top-K coverage of the scorer alone (Stage-1 runs). The result holds the
     per-image counts too (`per_image`), for the claim intervals."""
     limit = get_profile(profile).eval_limit
-    key = {
-        "dataset": dataset_identity(dataset),
-        "split": split,
-        "protocol": protocol,
-        "limit": limit,
-        "top_k": top_k,
-        "scores_only": scores_only,
-    }
-    cache = run.run_dir / "evals" / f"{dataset.name}_{split}_{protocol}_{config_hash(key)}.json"
+    cache, key = eval_cache(run.run_dir, dataset, split, protocol, profile, top_k, scores_only)
     if cache.is_file():
         return json.loads(cache.read_text())["result"]
     model = run.load_model()

@@ -116,11 +116,39 @@ def run_jobs(
     """Train every job's run (Stage 1 and one-stage runs, then Stage 2 runs) with `workers`
     processes, and cache its evaluations. Prints one line per job and each wave's wall time."""
     jobs = merge_jobs(jobs)
-    first = [j for j in jobs if j.config.stage != "2"]
+    first = [
+        j for j in jobs if j.config.stage != "2" and not _done(j, profile, data_root, runs_dir)
+    ]
     second = [j for j in jobs if j.config.stage == "2"]
-    for name, wave in (("stage 1 / one-stage", first), ("stage 2", second)):
-        if wave:
-            _run_wave(name, wave, profile, workers, data_root, runs_dir)
+    if first:
+        _run_wave("stage 1 / one-stage", first, profile, workers, data_root, runs_dir)
+    # Stage 2 run ids name their Stage-1 run, known once the first wave is done.
+    second = [j for j in second if not _done(j, profile, data_root, runs_dir)]
+    if second:
+        _run_wave("stage 2", second, profile, workers, data_root, runs_dir)
+    skipped = len(jobs) - len(first) - len(second)
+    if skipped:
+        print(f"[{skipped} run(s) found finished and evaluated in the run cache]", flush=True)
+
+
+def _done(job: Job, profile: str, data_root: str | None, runs_dir: str | None) -> bool:
+    """True when the job's run is finished and every evaluation it asks for is cached."""
+    from nairstd.data.index import find_dataset
+    from nairstd.reproduce.common import eval_cache
+    from nairstd.train.loop import planned_run_dir
+    from nairstd.train.runs import is_complete
+
+    folder = planned_run_dir(job.config, runs_dir, data_root)
+    if folder is None or not is_complete(folder):
+        return False
+    for spec in job.evals:
+        index = find_dataset(spec.dataset, data_root)
+        path, _ = eval_cache(
+            folder, index, spec.split, spec.protocol, profile, spec.top_k, spec.scores_only
+        )
+        if not path.is_file():
+            return False
+    return True
 
 
 def _run_wave(
