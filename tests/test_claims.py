@@ -301,6 +301,9 @@ def test_parallel_jobs_train_once_and_cache_evals(tiny_set, tmp_path, monkeypatc
     assert "x: trained" in out
     run = train(config, progress=False, log=lambda s: None)
     assert run.reused and list((run.run_dir / "evals").glob("TINY_test_*.json"))
+    run_jobs(jobs, "smoke", workers=2)  # everything cached: no worker, no training
+    out = capsys.readouterr().out
+    assert "1 run(s) found finished" in out and "trained" not in out
 
 
 def test_claim_sets_fall_back_and_name_what_is_missing(tiny_set, capsys, monkeypatch):
