@@ -13,6 +13,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from nairstd.compiling import COMPILE_CHOICES, COMPILE_HELP
 from nairstd.data.images import DataError
 
 
@@ -186,6 +187,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             device=args.device,
             limit=args.limit,
             data_root=args.data_root,
+            compile_mode=args.compile,
         )
     if args.json:
         print(json.dumps(_json_safe(result), indent=2))
@@ -206,7 +208,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from nairstd.train.predict import predict_files
 
     result = predict_files(
-        args.checkpoint, args.input, args.output, protocol=args.protocol, device=args.device
+        args.checkpoint,
+        args.input,
+        args.output,
+        protocol=args.protocol,
+        device=args.device,
+        compile_mode=args.compile,
     )
     n = len(result.written)
     rate = n / result.seconds if result.seconds > 0 else float("nan")
@@ -326,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=int, help="first N images only")
     ev.add_argument("--device", default="auto", help="auto (default), cpu, cuda")
     ev.add_argument("--json", action="store_true", help="print JSON")
+    ev.add_argument("--compile", default="auto", choices=COMPILE_CHOICES, help=COMPILE_HELP)
     ev.set_defaults(func=_cmd_eval)
 
     pred = verbs.add_parser(
@@ -344,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--output", required=True, help="output folder")
     pred.add_argument("--protocol", default="native", choices=["native", "resize256"])
     pred.add_argument("--device", default="auto", help="auto (default), cpu, cuda")
+    pred.add_argument("--compile", default="auto", choices=COMPILE_CHOICES, help=COMPILE_HELP)
     pred.set_defaults(func=_cmd_predict)
     return parser
 

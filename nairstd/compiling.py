@@ -10,8 +10,12 @@ compiled model falls back to eager for new sizes instead of recompiling without 
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported lazily: the CLI reads COMPILE_HELP without it
+    import torch
+    from torch import nn
 
 COMPILE_CHOICES = ("auto", "on", "off")
 AUTO_MIN_IMAGES = 500  # CPU: ~60 s compile / ~0.1 s saved per image (README, bench predict)
@@ -31,17 +35,25 @@ def should_compile(mode: str, n_inputs: int, device: torch.device | str = "cpu")
         raise ValueError(f"compile must be one of {COMPILE_CHOICES}, got {mode!r}")
     if mode != "auto":
         return mode == "on"
+    import torch
+
     cuda = torch.device(device).type == "cuda"
     return n_inputs >= (AUTO_MIN_IMAGES_CUDA if cuda else AUTO_MIN_IMAGES)
 
 
 def compile_model(model: nn.Module) -> nn.Module:
-    """An inference-compiled view of `model` (shares its parameters; one graph per input size)."""
+    """An inference-compiled view of `model` (shares its parameters; one graph per input size).
+
+    NAIRSTD_COMPILE_BACKEND picks the torch.compile backend (default inductor; the tests use
+    "eager", which traces the model with dynamo but generates no code, to stay fast).
+    """
+    import torch
     import torch._dynamo
 
     # Each new padded size is a recompile; bound them (then run eager for further sizes).
     torch._dynamo.config.recompile_limit = MAX_SHAPES
-    return torch.compile(model, dynamic=False)
+    backend = os.environ.get("NAIRSTD_COMPILE_BACKEND", "").strip() or "inductor"
+    return torch.compile(model, dynamic=False, backend=backend)
 
 
 def compile_counters() -> dict[str, int]:

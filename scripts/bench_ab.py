@@ -63,7 +63,9 @@ def main() -> None:
             x = torch.randn(b, 1, *a.hw)
             for mode, fn in list(modes.items()):
                 best, med = timeit(fn, x, a.reps)
-                print(f"{name:9s} b{b} {a.hw[0]}x{a.hw[1]} {mode:10s} best {best:8.2f} ms  median {med:8.2f} ms")
+                print(
+                    f"{name:9s} b{b} {a.hw[0]}x{a.hw[1]} {mode:10s} best {best:8.2f} ms  median {med:8.2f} ms"
+                )
             if not a.no_compile:
                 t0 = time.perf_counter()
                 cm = torch.compile(model)
@@ -71,7 +73,9 @@ def main() -> None:
                     cm(x)
                 ct = time.perf_counter() - t0
                 best, med = timeit(cm, x, a.reps)
-                print(f"{name:9s} b{b} {a.hw[0]}x{a.hw[1]} {'compiled':10s} best {best:8.2f} ms  median {med:8.2f} ms  (compile {ct:.0f} s)")
+                print(
+                    f"{name:9s} b{b} {a.hw[0]}x{a.hw[1]} {'compiled':10s} best {best:8.2f} ms  median {med:8.2f} ms  (compile {ct:.0f} s)"
+                )
     print(f"load after {os.getloadavg()}")
 
 

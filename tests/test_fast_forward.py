@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from reference_na_irstd import reference_forward
 
 from nairstd.models import build_model
-from reference_na_irstd import reference_forward
 
 
 def _trained_like(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

@@ -26,6 +26,7 @@ import torch
 from scipy import ndimage
 from torch import nn
 
+from nairstd.compiling import compile_model, should_compile
 from nairstd.data.images import IMAGE_EXTENSIONS, DataError, read_image, resize_image, standardize
 from nairstd.io import save_png, write_text
 from nairstd.metrics import label_objects
@@ -136,12 +137,14 @@ def predict_files(
     device: str | torch.device | None = "auto",
     size: int = 256,
     log: Callable[[str], None] | None = None,
+    compile_mode: str = "off",
 ) -> PredictResult:
     """Predict every input image; write `<stem>.png` maps and `detections.csv` to output_dir.
 
     `checkpoint` is a checkpoint file, a run folder, a model, or the name of a classical method
     (nairstd.baselines.CLASSICAL, e.g. "pstnn"). Failures are collected in the
-    result (and logged) and never stop the other images.
+    result (and logged) and never stop the other images. `compile_mode` (auto, on, off):
+    torch.compile the model, see nairstd.compiling.
     """
     say = log or (lambda line: print(line, flush=True))
     device = resolve_device(device)
@@ -155,6 +158,9 @@ def predict_files(
     out = Path(output_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     files, failures = collect_inputs(inputs)
+    if model is not None and should_compile(compile_mode, len(files), device):
+        say(f"compiling the model for {len(files)} images (--compile {compile_mode})")
+        model = compile_model(model)
     result = PredictResult(out, failures=list(failures))
     for _, message in failures:
         say(f"error: {message}")
