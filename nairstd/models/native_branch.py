@@ -128,16 +128,9 @@ def _first_conv(first: ConvBNAct, y: Tensor, a_prev: Tensor | None) -> Tensor:
 
 
 def _dwsep(block: DWSepBlock, y: Tensor) -> Tensor:
-    """Eval DWSepBlock with the pointwise conv + BN as one matmul over NHWC pixels (oneDNN's 1x1
-    conv on 8-16 channels was 10x slower than the matmul)."""
-    h = block.dw(y)
-    if not h.is_contiguous(memory_format=torch.channels_last):
-        return block(y)
+    """Eval DWSepBlock: pointwise conv with its BN folded, then residual add and ReLU in place."""
     w, b = fold_bn(block.pw[0], block.pw[1])
-    M, C, H, W = h.shape
-    out = torch.addmm(b, h.permute(0, 2, 3, 1).reshape(-1, C), w.reshape(w.shape[0], C).t())
-    out = out.view(M, H, W, -1).permute(0, 3, 1, 2)
-    return out.add_(y).relu_()
+    return F.conv2d(block.dw(y), w, b).add_(y).relu_()
 
 
 def fast_stage(stage: nn.Sequential, y: Tensor, a_prev: Tensor | None) -> Tensor:
