@@ -3,7 +3,8 @@
     NAIRSTD_THREADS=1 taskset -c 1 python scripts/bench_ab.py --models detector na_irstd \
         --batches 1 8 --hw 256 256 --reps 30 [--no-compile] [--reference]
 
-Prints best-of-N and median ms per forward for every (model, batch, mode). `--reference` adds the
+Prints best-of-N and median ms per forward for every (model, batch, mode); the modes are timed
+in interleaved rounds so they share the same load. `--reference` adds the
 old Na-IRSTD forward kept in tests/reference_na_irstd.py, run on the same weights, so before/after
 figures come from one process under the same load.
 """
@@ -24,18 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from nairstd.bench import tune_malloc  # noqa: E402
 from nairstd.models import build_model  # noqa: E402
-
-
-def timeit(fn, x, reps: int, warmup: int = 3) -> tuple[float, float]:
-    with torch.inference_mode():
-        for _ in range(warmup):
-            fn(x)
-        ts = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            fn(x)
-            ts.append(time.perf_counter() - t0)
-    return 1000 * min(ts), 1000 * statistics.median(ts)
 
 
 def main() -> None:
@@ -61,21 +50,37 @@ def main() -> None:
             modes["reference"] = lambda x, m=model: reference_forward(m, x)
         for b in a.batches:
             x = torch.randn(b, 1, *a.hw)
-            for mode, fn in list(modes.items()):
-                best, med = timeit(fn, x, a.reps)
-                print(
-                    f"{name:9s} b{b} {a.hw[0]}x{a.hw[1]} {mode:10s} best {best:8.2f} ms  median {med:8.2f} ms"
-                )
+            fns = dict(modes)
+            compile_s = {}
             if not a.no_compile:
-                t0 = time.perf_counter()
-                cm = torch.compile(model)
-                with torch.inference_mode():
-                    cm(x)
-                ct = time.perf_counter() - t0
-                best, med = timeit(cm, x, a.reps)
+                from nairstd.compiling import compile_model
+
+                for mode, fn in modes.items():
+                    label = "compiled" if mode == "eager" else f"{mode}+compile"
+                    t0 = time.perf_counter()
+                    cm = compile_model(fn) if mode == "eager" else torch.compile(fn, dynamic=False)
+                    with torch.inference_mode():
+                        cm(x)
+                    compile_s[label] = time.perf_counter() - t0
+                    fns[label] = cm
+            # Interleaved rounds: every variant sees the same load over the run.
+            times = {k: [] for k in fns}
+            with torch.inference_mode():
+                for fn in fns.values():
+                    for _ in range(3):
+                        fn(x)
+                for _ in range(a.reps):
+                    for k, fn in fns.items():
+                        t0 = time.perf_counter()
+                        fn(x)
+                        times[k].append(time.perf_counter() - t0)
+            for k, ts in times.items():
+                extra = f"  (compile {compile_s[k]:.0f} s)" if k in compile_s else ""
                 print(
-                    f"{name:9s} b{b} {a.hw[0]}x{a.hw[1]} {'compiled':10s} best {best:8.2f} ms  median {med:8.2f} ms  (compile {ct:.0f} s)"
+                    f"{name:9s} b{b} {a.hw[0]}x{a.hw[1]} {k:18s} best {1000 * min(ts):8.2f} ms  "
+                    f"median {1000 * statistics.median(ts):8.2f} ms{extra}"
                 )
+            print(f"  load {os.getloadavg()}")
     print(f"load after {os.getloadavg()}")
 
 
