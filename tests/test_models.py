@@ -460,8 +460,8 @@ def test_bench_models_smoke(capsys, monkeypatch):
     argv = "model --variants detector --hw 64 --batch 2 --iters 1 --train-steps 1 --json --no-malloc-tuning"
     main([*argv.split(), "--compile", "off"])
     assert '"variant": "detector"' in capsys.readouterr().out
-    argv = "model --variants detector na_irstd --hw 64 --iters 1 --train-steps 1 --no-malloc-tuning"
-    main([*argv.split(), "--latency-batches", "1", "2"])
+    argv = "model --variants detector na_irstd --hw 64 --batch 2 --iters 1 --train-steps 1"
+    main([*argv.split(), "--no-malloc-tuning", "--latency-batches", "1", "2"])
     out = capsys.readouterr().out
     assert "compiled_min_ms" in out and "na_irstd / detector latency, batch 2: eager" in out
     assert "compiled" in out.splitlines()[-1]
@@ -471,7 +471,7 @@ def test_bench_profile_ops(capsys, monkeypatch):
     from nairstd.bench import main
 
     monkeypatch.setenv("NAIRSTD_COMPILE_BACKEND", "eager")
-    argv = "model --profile-ops --hw 64 --iters 1 --latency-batches 1 2 --no-malloc-tuning"
+    argv = "model --profile-ops --hw 64 --iters 1 --latency-batches 2 --no-malloc-tuning"
     assert main(argv.split()) == 0
     out = capsys.readouterr().out
     for stage in ("native branch (PDE+GPM)", "injection", "detector decoder", "op aten::"):
