@@ -15,6 +15,7 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
+from nairstd.compiling import COMPILE_CHOICES, COMPILE_HELP
 from nairstd.data.images import DataError
 
 
@@ -201,6 +202,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             device=args.device,
             limit=args.limit,
             data_root=args.data_root,
+            compile_mode=args.compile,
         )
     if args.json:
         print(json.dumps(_json_safe(result), indent=2))
@@ -227,6 +229,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         protocol=args.protocol,
         device=args.device,
         tile=args.tile,
+        compile_mode=args.compile,
     )
     n = len(result.written)
     print(
@@ -383,6 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=positive, help="first N images only")
     ev.add_argument("--device", default="auto", help="auto (default), cpu, cuda")
     ev.add_argument("--json", action="store_true", help="print JSON")
+    ev.add_argument("--compile", default="auto", choices=COMPILE_CHOICES, help=COMPILE_HELP)
     ev.set_defaults(func=_cmd_eval)
 
     pred = verbs.add_parser(
@@ -408,6 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
         "windows of this size, to bound memory (default 1024, nairstd.train.predict.TILE; "
         "0: never)",
     )
+    pred.add_argument("--compile", default="auto", choices=COMPILE_CHOICES, help=COMPILE_HELP)
     pred.set_defaults(func=_cmd_predict)
     return parser
 

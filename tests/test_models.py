@@ -444,9 +444,10 @@ def test_hard_labels():
 # -- benchmark module ---------------------------------------------------------------------------------
 
 
-def test_bench_models_smoke(capsys):
+def test_bench_models_smoke(capsys, monkeypatch):
     from nairstd.bench import bench_models, main
 
+    monkeypatch.setenv("NAIRSTD_COMPILE_BACKEND", "eager")  # dynamo only: seconds, not a minute
     rows = bench_models(
         "tiny", ["na_irstd"], hw=128, batch=2, warmup=1, iters=2, train_steps=1, malloc_tuning=False
     )
@@ -457,5 +458,22 @@ def test_bench_models_smoke(capsys):
     assert row["inject_ratio"] == pytest.approx(16 / 5, rel=1e-6)  # injection cost is linear in K
     assert "FLOPs = 2 x multiply-adds" in capsys.readouterr().out
     argv = "model --variants detector --hw 64 --batch 2 --iters 1 --train-steps 1 --json --no-malloc-tuning"
-    main(argv.split())
+    main([*argv.split(), "--compile", "off"])
     assert '"variant": "detector"' in capsys.readouterr().out
+    argv = "model --variants detector na_irstd --hw 64 --batch 2 --iters 1 --train-steps 1"
+    main([*argv.split(), "--no-malloc-tuning", "--latency-batches", "1", "2"])
+    out = capsys.readouterr().out
+    assert "compiled_min_ms" in out and "na_irstd / detector latency, batch 2: eager" in out
+    assert "compiled" in out.splitlines()[-1]
+
+
+def test_bench_profile_ops(capsys, monkeypatch):
+    from nairstd.bench import main
+
+    monkeypatch.setenv("NAIRSTD_COMPILE_BACKEND", "eager")
+    argv = "model --profile-ops --hw 64 --iters 1 --latency-batches 2 --no-malloc-tuning"
+    assert main(argv.split()) == 0
+    out = capsys.readouterr().out
+    for stage in ("native branch (PDE+GPM)", "injection", "detector decoder", "op aten::"):
+        assert stage in out
+    assert "na_irstd / detector, batch 2, compiled:" in out

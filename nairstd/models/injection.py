@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .layers import grid_pos_2d
+from .native_branch import NativeStage
 
 
 def window_index(selected: Tensor, grid: tuple[int, int]) -> tuple[Tensor, Tensor, Tensor]:
@@ -134,11 +135,13 @@ class CrossScaleInjection(nn.Module):
     def forward(
         self,
         feats_bb: list[Tensor],
-        feats_na: list[Tensor],
+        feats_na: list[Tensor] | list[NativeStage],
         selected: Tensor,
         grid: tuple[int, int],
     ) -> list[Tensor]:
-        """feats_bb [(B, C_l, H_l, W_l)], feats_na [(B, N, d_l, P_l, P_l)], selected (B, K) -> fused maps."""
+        """feats_bb [(B, C_l, H_l, W_l)], feats_na [(B, N, d_l, P_l, P_l)] (or the branch's
+        `NativeStage`s, whose add-back is then applied to the selected rows only), selected (B, K)
+        -> fused maps."""
         B, N = selected.shape[0], grid[0] * grid[1]
         b, r, c = window_index(selected, grid)
         flat = b * N + selected.reshape(-1)  # row b*N + i of the (B*N, ...) native features
@@ -149,6 +152,9 @@ class CrossScaleInjection(nn.Module):
                 continue
             w = self.patch_size // s
             g = gather_windows(f_bb, b, r, c, w)
-            f = f_na.reshape(B * N, *f_na.shape[2:]).index_select(0, flat)
+            if isinstance(f_na, NativeStage):
+                f = f_na.rows(flat)
+            else:
+                f = f_na.reshape(B * N, *f_na.shape[2:]).index_select(0, flat)
             fused.append(scatter_windows(f_bb, block(g, f), b, r, c, w))
         return fused

@@ -13,7 +13,7 @@ from .config import NaIRSTDConfig, make_config
 from .detector import Detector
 from .injection import CrossScaleInjection
 from .layers import pad_to_multiple, to_memory_format
-from .native_branch import DenseNativeBranch, PatchNativeBranch
+from .native_branch import DenseNativeBranch, NativeStage, PatchNativeBranch
 from .registry import register_model
 from .scoring import ScoringMLP, k_for, select_top_k
 
@@ -123,19 +123,26 @@ class NaIRSTD(nn.Module):
         xp = pad_to_multiple(x, self.pad_multiple, self.config.pad_mode)
         return to_memory_format(xp, self.config.channels_last)
 
-    def _score(self, xp: Tensor) -> tuple[list[Tensor], Tensor, tuple[int, int]]:
-        feats_na, tokens, grid = self.native(xp)
+    def _score(
+        self, xp: Tensor, lazy: bool = False
+    ) -> tuple[list[Tensor] | list[NativeStage], Tensor, tuple[int, int]]:
+        """Native branch + scorer. lazy (eval, patch branch only): the branch's `NativeStage`s
+        instead of dense F_l^na, so only the K selected patches get the GPM add-back."""
+        if lazy and not self.training and isinstance(self.native, PatchNativeBranch):
+            feats_na, tokens, grid = self.native.forward_stages(xp)
+        else:
+            feats_na, tokens, grid = self.native(xp)
         return feats_na, self.scorer(tokens), grid
 
     def score_patches(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Stage 1: native branch + scorer only (no detector) -> (patch_logits, patch_scores) (B, N)."""
-        _, logits, _ = self._score(self._pad(x))
+        _, logits, _ = self._score(self._pad(x), lazy=True)
         return logits, logits.sigmoid()
 
     def forward(self, x: Tensor, return_extras: bool = False) -> Tensor | dict[str, Any]:
         H, W = x.shape[-2:]
         xp = self._pad(x)
-        feats_na, patch_logits, grid = self._score(xp)
+        feats_na, patch_logits, grid = self._score(xp, lazy=not return_extras)
         scores = patch_logits.sigmoid()
         # Hard Top-K on detached scores: the segmentation loss never reaches the scorer this way.
         selected = select_top_k(scores.detach(), k_for(scores.shape[1], self.top_k))

@@ -6,10 +6,13 @@ Per-stage native features are returned as (B, N, d_l, P_l, P_l) with P_l = P / 2
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import Attention, ConvBNAct, make_block, to_memory_format
+from .layers import Attention, ConvBNAct, DWSepBlock, make_block, to_memory_format
 
 
 def patchify(x: Tensor, patch_size: int) -> tuple[Tensor, tuple[int, int]]:
@@ -78,6 +81,66 @@ class GPM(nn.Module):
         return y, t + a
 
 
+class NativeStage(NamedTuple):
+    """A stage's native features kept as F_l^na = y + A: y (B*N, d, p, p) before the GPM add-back
+    and A (B*N, d). Inference only needs F_l^na at the K selected patches, so the full add (a pass
+    over every native pixel) is done only for those rows, or on demand by `dense`."""
+
+    y: Tensor
+    a: Tensor
+
+    def rows(self, index: Tensor) -> Tensor:
+        """F_l^na of the patches `index` (flat b * N + i) -> (M, d, p, p)."""
+        return self.y.index_select(0, index) + self.a.index_select(0, index)[:, :, None, None]
+
+    def dense(self, batch: int) -> Tensor:
+        """All of F_l^na as (B, N, d, p, p)."""
+        f = self.y + self.a[:, :, None, None]
+        return f.reshape(batch, f.shape[0] // batch, *f.shape[1:])
+
+
+def fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
+    """Eval-mode Conv -> BN as one conv: (weight, bias) with the BN statistics folded in."""
+    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+    weight = conv.weight * scale.reshape(-1, 1, 1, 1)
+    bias = bn.bias - bn.running_mean * scale
+    if conv.bias is not None:
+        bias = bias + conv.bias * scale
+    return weight, bias
+
+
+def _first_conv(first: ConvBNAct, y: Tensor, a_prev: Tensor | None) -> Tensor:
+    """Eval ConvBNAct on y + A_prev (A_prev broadcast over each patch, or None).
+
+    The stride-2 2x2 conv has no padding, so every output sees only pixels of its own patch and
+    conv(y + A) = conv(y) + (sum of the kernel over space) A: the add-back becomes a per-patch bias.
+    """
+    conv, bn = first[0], first[1]
+    w, b = fold_bn(conv, bn)
+    if a_prev is None:
+        y = F.conv2d(y, w, b, conv.stride, conv.padding, conv.dilation, conv.groups)
+    else:
+        if conv.padding != (0, 0) or conv.groups != 1:
+            raise ValueError("the add-back folding needs an unpadded, ungrouped conv")
+        y = F.conv2d(y, w, None, conv.stride, 0, conv.dilation)
+        y = y + torch.addmm(b, a_prev, w.sum((2, 3)).t())[:, :, None, None]
+    return y.relu_() if len(first) > 2 else y
+
+
+def _dwsep(block: DWSepBlock, y: Tensor) -> Tensor:
+    """Eval DWSepBlock: pointwise conv with its BN folded, then residual add and ReLU in place."""
+    w, b = fold_bn(block.pw[0], block.pw[1])
+    return F.conv2d(block.dw(y), w, b).add_(y).relu_()
+
+
+def fast_stage(stage: nn.Sequential, y: Tensor, a_prev: Tensor | None) -> Tensor:
+    """Eval-mode PDE stage on y + A_prev (see `_first_conv`): same output, fewer passes."""
+    y = _first_conv(stage[0], y, a_prev)
+    for block in list(stage)[1:]:
+        y = _dwsep(block, y) if isinstance(block, DWSepBlock) else block(y)
+    return y
+
+
 class PatchNativeBranch(nn.Module):
     """Na-IRSTD's patch-based 2D+1D branch: PDE on every patch + a GPM after each stage."""
 
@@ -97,9 +160,34 @@ class PatchNativeBranch(nn.Module):
         self.pde = PDE(in_chans, widths, depths, block)
         self.gpm = nn.ModuleList(GPM(w, max(1, w // gpm_head_dim)) for w in widths)
 
+    def forward_stages(self, x: Tensor) -> tuple[list[NativeStage], Tensor, tuple[int, int]]:
+        """Eval fast path: ([NativeStage per stage], final tokens (B, N, d_L), grid).
+
+        Same values as `forward` (to float error): BN folded into the convs, the GPM add-back
+        deferred (into the next stage's conv bias, and into the selected rows at injection).
+        """
+        B = x.shape[0]
+        y, grid = patchify(x, self.patch_size)
+        y = to_memory_format(y, self.channels_last)
+        stages: list[NativeStage] = []
+        a = None
+        tokens = y.new_zeros(0)
+        for stage, gpm in zip(self.pde.stages, self.gpm):
+            y = fast_stage(stage, y, a)
+            BN, d = y.shape[:2]
+            t = y.mean(dim=(2, 3)).reshape(B, BN // B, d)  # Eq. 7 (mean(y + A) = mean(y) + A)
+            a3 = gpm.attn(gpm.norm(t))  # Eq. 8
+            tokens = t + a3
+            a = a3.reshape(BN, d)
+            stages.append(NativeStage(y, a))
+        return stages, tokens, grid
+
     def forward(self, x: Tensor) -> tuple[list[Tensor], Tensor, tuple[int, int]]:
         """Padded image (B, C, H, W) -> ([F_l^na (B, N, d_l, P_l, P_l)], final tokens (B, N, d_L), grid)."""
         B = x.shape[0]
+        if not self.training:
+            stages, tokens, grid = self.forward_stages(x)
+            return [s.dense(B) for s in stages], tokens, grid
         y, grid = patchify(x, self.patch_size)  # (B*N, C, P, P)
         y = to_memory_format(y, self.channels_last)
         N = grid[0] * grid[1]

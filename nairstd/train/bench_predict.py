@@ -1,14 +1,16 @@
-"""Detection throughput: `python -m nairstd.train.bench_predict [--size tiny] [--n 20]`.
+"""Detection throughput: `python -m nairstd bench predict [--model na_irstd] [--sizes 640x512 1920x1080]`.
 
-Times `predict` end to end (read the file, run the model, write the probability PNG, label the
-detections) on generated 8-bit 640x512 images with an untrained model of the given size, and the
-model's forward pass alone. Prints images/s.
+For every frame size, eager and compiled side by side: the model's forward pass alone
+(`predict_probability`: standardise, forward, sigmoid; best of N, as frames/s and megapixels/s)
+and `predict` end to end (read the file, run the model, write the probability PNG, label the
+detections) on generated 8-bit images, with an untrained model of the given size.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -17,77 +19,167 @@ import numpy as np
 import torch
 from PIL import Image
 
+DEFAULT_SIZES = ("640x512", "1920x1080")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'WIDTHxHEIGHT' -> (width, height)."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"size {text!r} is not WIDTHxHEIGHT, e.g. 640x512"
+        ) from None
+    if w < 1 or h < 1:
+        raise argparse.ArgumentTypeError(f"size {text!r} must be positive")
+    return w, h
+
+
+def _forward_best(model, image: np.ndarray, protocol: str, device: str, n: int) -> float:
+    """Best-of-n seconds of one `predict_probability` call (after one warm-up call)."""
+    from nairstd.train.predict import predict_probability
+
+    predict_probability(model, image, protocol, device=device)
+    best = float("inf")
+    for _ in range(n):
+        t0 = time.perf_counter()
+        predict_probability(model, image, protocol, device=device)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
 
 def bench_predict(
     size: str = "tiny",
     model_name: str = "na_irstd",
-    n: int = 20,
-    height: int = 512,
-    width: int = 640,
+    n: int = 10,
+    sizes: tuple[tuple[int, int], ...] = ((640, 512), (1920, 1080)),
     protocol: str = "native",
     device: str = "cpu",
-) -> dict:
+    modes: tuple[str, ...] = ("eager", "compiled"),
+    end_to_end: bool = True,
+) -> list[dict]:
+    """One row per (frame size, mode): forward frames/s and MP/s (best of n), end-to-end images/s."""
+    from nairstd.compiling import compile_model
     from nairstd.models import build_model
-    from nairstd.train.predict import predict_files, predict_probability
+    from nairstd.train.predict import predict_files
 
     torch.manual_seed(0)
     model = build_model(model_name, size).to(device).eval()
     rng = np.random.default_rng(0)
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "in"
-        folder.mkdir()
-        for i in range(n):
-            image = rng.normal(80, 10, (height, width)).clip(0, 255).astype(np.uint8)
-            Image.fromarray(image).save(folder / f"img{i:03d}.png")
-        # Warm-up (allocator, kernels) outside the timing.
-        predict_probability(model, np.zeros((height, width), np.float32), protocol, device=device)
-        start = time.perf_counter()
-        result = predict_files(
-            model, [folder], Path(tmp) / "out", protocol, device=device, log=lambda _: None
+    rows = []
+    for width, height in sizes:
+        image = rng.random((height, width), dtype=np.float32)
+        for mode in modes:
+            net = compile_model(model) if mode == "compiled" else model
+            t0 = time.perf_counter()
+            from nairstd.train.predict import predict_probability
+
+            predict_probability(net, image, protocol, device=device)  # compiles when compiled
+            first = time.perf_counter() - t0
+            best = _forward_best(net, image, protocol, device, n)
+            row = {
+                "model": model_name,
+                "size": size,
+                "image": f"{width}x{height}",
+                "mode": mode,
+                "protocol": protocol,
+                "device": device,
+                "threads": torch.get_num_threads(),
+                "load_1min": os.getloadavg()[0],
+                "first_call_s": first,
+                "forward_ms": 1000 * best,
+                "forward_frames_per_s": 1 / best,
+                "forward_megapixels_per_s": width * height / 1e6 / best,
+                "images": n,
+                "failures": 0,
+                "images_per_s": None,
+            }
+            if end_to_end:
+                with tempfile.TemporaryDirectory() as tmp:
+                    folder = Path(tmp) / "in"
+                    folder.mkdir()
+                    for i in range(n):
+                        frame = rng.normal(80, 10, (height, width)).clip(0, 255).astype(np.uint8)
+                        Image.fromarray(frame).save(folder / f"img{i:03d}.png")
+                    start = time.perf_counter()
+                    result = predict_files(
+                        net,
+                        [folder],
+                        Path(tmp) / "out",
+                        protocol,
+                        device=device,
+                        log=lambda _: None,
+                    )
+                    row["images_per_s"] = n / (time.perf_counter() - start)
+                    row["failures"] = len(result.failures)
+            rows.append(row)
+    return rows
+
+
+def format_rows(rows: list[dict]) -> str:
+    """Eager and compiled side by side per frame size, with the speed-up."""
+    if not rows:
+        return ""
+    r0 = rows[0]
+    lines = [
+        f"predict {r0['model']} ({r0['size']}), {r0['protocol']}, {r0['device']} x "
+        f"{r0['threads']} threads, forward best of {r0['images']}; load {r0['load_1min']:.2f}",
+        f"{'frame':>10} {'mode':>9} {'fwd ms':>8} {'frames/s':>9} {'MP/s':>7} {'e2e img/s':>10} "
+        f"{'1st call s':>10}",
+    ]
+    by = {}
+    for r in rows:
+        e2e = "-" if r["images_per_s"] is None else f"{r['images_per_s']:.2f}"
+        lines.append(
+            f"{r['image']:>10} {r['mode']:>9} {r['forward_ms']:8.1f} "
+            f"{r['forward_frames_per_s']:9.2f} {r['forward_megapixels_per_s']:7.2f} {e2e:>10} "
+            f"{r['first_call_s']:10.1f}"
         )
-        end_to_end = time.perf_counter() - start
-    image = rng.random((height, width), dtype=np.float32)
-    start = time.perf_counter()
-    for _ in range(n):
-        predict_probability(model, image, protocol, device=device)
-    forward = time.perf_counter() - start
-    return {
-        "model": model_name,
-        "size": size,
-        "image": f"{width}x{height}",
-        "protocol": protocol,
-        "device": device,
-        "threads": torch.get_num_threads(),
-        "images": n,
-        "failures": len(result.failures),
-        "images_per_s": n / end_to_end,
-        "forward_images_per_s": n / forward,
-    }
+        by[(r["image"], r["mode"])] = r
+    for (image, mode), r in by.items():
+        if mode == "compiled" and (image, "eager") in by:
+            ratio = by[(image, "eager")]["forward_ms"] / r["forward_ms"]
+            lines.append(f"{image}: compiled forward is {ratio:.2f}x eager speed")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nairstd.train.bench_predict")
+    from nairstd.compiling import COMPILE_CHOICES
+
+    parser = argparse.ArgumentParser(prog="python -m nairstd bench predict", description=__doc__)
     parser.add_argument("--size", default="tiny", choices=["tiny", "base"])
     parser.add_argument("--model", default="na_irstd")
-    parser.add_argument("--n", type=int, default=20, help="images to time")
-    parser.add_argument("--height", type=int, default=512)
-    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--n", type=int, default=10, help="timed forwards / images per size")
+    parser.add_argument(
+        "--sizes",
+        nargs="+",
+        type=parse_size,
+        default=[parse_size(s) for s in DEFAULT_SIZES],
+        help="frame sizes WIDTHxHEIGHT (default 640x512 1920x1080)",
+    )
     parser.add_argument("--protocol", default="native", choices=["native", "resize256"])
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--compile",
+        default="auto",
+        choices=COMPILE_CHOICES,
+        help="auto/on (default auto): eager and compiled side by side; off: eager only",
+    )
+    parser.add_argument("--no-end-to-end", action="store_true", help="forward timings only")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    r = bench_predict(
-        args.size, args.model, args.n, args.height, args.width, args.protocol, args.device
+    modes = ("eager",) if args.compile == "off" else ("eager", "compiled")
+    rows = bench_predict(
+        args.size,
+        args.model,
+        args.n,
+        tuple(args.sizes),
+        args.protocol,
+        args.device,
+        modes,
+        not args.no_end_to_end,
     )
-    if args.json:
-        print(json.dumps(r, indent=2))
-    else:
-        print(
-            f"predict {r['model']} ({r['size']}) on {r['images']} {r['image']} images, "
-            f"{r['protocol']}, {r['device']} x {r['threads']} threads: "
-            f"{r['images_per_s']:.2f} images/s end to end "
-            f"({r['forward_images_per_s']:.2f} images/s forward only)"
-        )
+    print(json.dumps(rows, indent=2) if args.json else format_rows(rows))
     return 0
 
 

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Subset
 
+from nairstd.compiling import compile_model, should_compile
 from nairstd.data.dataset import IRSTDDataset
 from nairstd.data.index import DatasetIndex, find_dataset
 from nairstd.metrics import IRSTDMetrics, TopKCoverage, target_patch_flags
@@ -101,6 +102,7 @@ def evaluate_loader(
     sigma: float = 8.0,
     amp: bool = False,
     progress: bool = False,
+    compile_mode: str = "off",
 ) -> dict[str, Any]:
     """Metrics over every batch of `loader`.
 
@@ -121,6 +123,9 @@ def evaluate_loader(
     coverage = TopKCoverage()
     loss_sum, loss_n = 0.0, 0
     use_amp = amp and device.type == "cuda"
+    fwd = m
+    if not scores_only and should_compile(compile_mode, len(loader.dataset), device):
+        fwd = compile_model(m)  # the forward only; score_patches stays eager
     iterator = loader
     if progress:
         from tqdm.auto import tqdm
@@ -139,11 +144,11 @@ def evaluate_loader(
                 selected = selected_patches(m, scores)
                 logits = None
             elif native:
-                out = m(x, return_extras=True)
+                out = fwd(x, return_extras=True)
                 logits, patch_logits = out["logits"], out["patch_logits"]
                 selected = out["selected"]
             else:
-                logits, patch_logits, selected = m(x), None, None
+                logits, patch_logits, selected = fwd(x), None, None
         n_images += len(x)
         if logits is not None:
             probs = torch.sigmoid(logits.float()).cpu().numpy()[:, 0]
@@ -205,6 +210,7 @@ def evaluate_model(
     sigma: float = 8.0,
     progress: bool = False,
     data_root: str | None = None,
+    compile_mode: str = "off",
 ) -> dict[str, Any]:
     """Evaluate `model` on a split of a dataset (name, folder or DatasetIndex); see evaluate_loader."""
     index = dataset if isinstance(dataset, DatasetIndex) else find_dataset(dataset, data_root)
@@ -212,7 +218,14 @@ def evaluate_model(
     model = unwrap(model).to(device)
     loader = make_loader(index, split, protocol, image_size, batch_size, limit)
     result = evaluate_loader(
-        model, loader, device, scores_only=scores_only, label=label, sigma=sigma, progress=progress
+        model,
+        loader,
+        device,
+        scores_only=scores_only,
+        label=label,
+        sigma=sigma,
+        progress=progress,
+        compile_mode=compile_mode,
     )
     return {"dataset": index.name, "split": split, "protocol": protocol, **result}
 

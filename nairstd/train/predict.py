@@ -34,6 +34,7 @@ import torch
 from scipy import ndimage
 from torch import nn
 
+from nairstd.compiling import compile_model, should_compile
 from nairstd.data.images import IMAGE_EXTENSIONS, DataError, read_image, resize_image, standardize
 from nairstd.io import save_png, write_text
 from nairstd.train.checkpoint import load_model, resolve_device, unwrap
@@ -267,6 +268,7 @@ def predict_files(
     size: int = 256,
     log: Callable[[str], None] | None = None,
     tile: int | None = None,
+    compile_mode: str = "off",
 ) -> PredictResult:
     """Predict every input image; write `<stem>.png` maps and `detections.csv` to output_dir.
 
@@ -275,6 +277,7 @@ def predict_files(
     logged) and never stop the other images; detections.csv always holds the images done.
     tile: window side for large images under native (None: TILE; 0: never tile).
     An unusable model or output folder raises DataError before anything is written.
+    compile_mode (auto, on, off): torch.compile the model, see nairstd.compiling.
     """
     say = log or (lambda line: print(line, file=sys.stderr, flush=True))
     tile = TILE if tile is None else tile
@@ -289,6 +292,9 @@ def predict_files(
     out = prepare_output(output_dir)
     files, failures = collect_inputs(inputs)
     plan, unsafe = plan_outputs(files, out)
+    if model is not None and should_compile(compile_mode, len(plan), device):
+        say(f"compiling the model for {len(plan)} images (--compile {compile_mode})")
+        model = compile_model(model)
     result = PredictResult(out, failures=failures + unsafe)
     for _, message in result.failures:
         say(f"error: {message} (skipped)")
