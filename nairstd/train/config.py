@@ -151,8 +151,8 @@ _PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             threads=1,
         ),
         "1": dict(epochs=2, epoch_steps=2),
-        "2": dict(epochs=2, epoch_steps=2),
-        "one": dict(epochs=2, epoch_steps=2),
+        "2": dict(epochs=2, epoch_steps=2, lr_gamma=1e-2),
+        "one": dict(epochs=2, epoch_steps=2, lr_gamma=1e-2),
     },
     "quick": {
         # 2-core CPU: tiny model, whole 256x256 images (on SIRST they beat 128 px crops at equal
@@ -160,9 +160,10 @@ _PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "common": dict(
             size="tiny", batch_size=8, crop_size=None, amp=False, ckpt_every=100, threads=1
         ),
+        # gamma_l at its own rate 1e-2 (README, "Injection gamma": chosen on SIRST val).
         "1": dict(epochs=30, val_every=5),
-        "2": dict(epochs=60, val_every=5),
-        "one": dict(epochs=60, val_every=5),
+        "2": dict(epochs=60, val_every=5, lr_gamma=1e-2),
+        "one": dict(epochs=60, val_every=5, lr_gamma=1e-2),
     },
     "paper": {
         # The paper (SPEC §3): batch 8, 500 + 1500 epochs, whole 256x256 images, AMP on CUDA.
