@@ -26,7 +26,8 @@ import torch
 from scipy import ndimage
 from torch import nn
 
-from nairstd.data.images import IMAGE_EXTENSIONS, DataError, read_image, resize_image, standardize
+from nairstd.data.images import IMAGE_EXTENSIONS, DataError, read_image, resize_image
+from nairstd.data.preprocess import checkpoint_preprocessing, normalize_image, resize_input
 from nairstd.io import save_png, write_text
 from nairstd.metrics import label_objects
 from nairstd.train.checkpoint import load_model, resolve_device, unwrap
@@ -80,13 +81,19 @@ def predict_probability(
     protocol: str = "native",
     size: int = 256,
     device: torch.device | str = "cpu",
+    preprocessing: dict | None = None,
 ) -> np.ndarray:
-    """Target probability map (H, W) float32 in [0, 1] for a float [0, 1] grey image (H, W)."""
+    """Target probability map (H, W) float32 in [0, 1] for a float [0, 1] grey image (H, W).
+
+    `preprocessing`: the input preprocessing the weights expect (nairstd.data.preprocess; None:
+    ours). The map is always resized back with our bilinear resize.
+    """
     if protocol not in ("native", "resize256"):
         raise ValueError(f"protocol must be native or resize256, got {protocol!r}")
+    prep = checkpoint_preprocessing({"preprocessing": preprocessing})
     h, w = image.shape
-    x = resize_image(image, (size, size)) if protocol == "resize256" else image
-    x = torch.from_numpy(np.ascontiguousarray(standardize(x.astype(np.float32))))[None, None]
+    x = resize_input(image, (size, size), prep["resize"]) if protocol == "resize256" else image
+    x = torch.from_numpy(np.ascontiguousarray(normalize_image(x, prep["normalize"])))[None, None]
     logits = unwrap(model)(x.to(device))
     prob = torch.sigmoid(logits.float())[0, 0].cpu().numpy()
     if protocol == "resize256":
@@ -146,12 +153,15 @@ def predict_files(
     say = log or (lambda line: print(line, flush=True))
     device = resolve_device(device)
     classical = classical_method(checkpoint) if isinstance(checkpoint, str) else None
+    prep = checkpoint_preprocessing(None)
     if classical is not None:
         model = None  # a training-free method: maps come from `classical(image)`
     elif isinstance(checkpoint, nn.Module):
         model = unwrap(checkpoint).to(device).eval()
     else:
-        model = load_model(checkpoint, device)[0]
+        model, ckpt = load_model(checkpoint, device)
+        prep = checkpoint_preprocessing(ckpt)  # e.g. imported peer weights: /255 at 256x256
+        size = int(prep["input_size"] or size)
     out = Path(output_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     files, failures = collect_inputs(inputs)
@@ -175,7 +185,7 @@ def predict_files(
             if classical is not None:
                 prob = classical_probability(classical, image, protocol, size)
             else:
-                prob = predict_probability(model, image, protocol, size, device)
+                prob = predict_probability(model, image, protocol, size, device, prep)
             save_png(to_uint8(prob), target)
         except DataError as err:
             result.failures.append((str(file), str(err)))
