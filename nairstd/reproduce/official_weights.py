@@ -354,7 +354,12 @@ def official_weights_rows(
             rows.append({**base, "source": f"official weights: n/c ({reason})"})
             notes.append(f"{entry['table_name']} official weights: n/c - {reason}")
             continue
-        result = evaluate_checkpoint(ckpt, test, "test", "resize256", limit=limit)
+        cache = ckpt.with_name(f"{ckpt.stem}_eval_{test.name}_test_{limit or 'all'}.json")
+        if cache.is_file():
+            result = json.loads(cache.read_text())
+        else:
+            result = evaluate_checkpoint(ckpt, test, "test", "resize256", limit=limit)
+            write_json(cache, result)
         rows.append(
             {
                 **base,
