@@ -107,6 +107,25 @@ def probability_maps(
     return maps
 
 
+def opencv_nearest(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """OpenCV INTER_NEAREST (source index floor(i * in / out)), as the peer resizes masks; ours
+    (PIL) samples pixel centres, which can shift a small target's mask by one pixel."""
+    rows = np.minimum(
+        (np.arange(shape[0]) * mask.shape[0] / shape[0]).astype(int), mask.shape[0] - 1
+    )
+    cols = np.minimum(
+        (np.arange(shape[1]) * mask.shape[1] / shape[1]).astype(int), mask.shape[1] - 1
+    )
+    return mask[np.ix_(rows, cols)]
+
+
+def peer_masks(index: DatasetIndex, stems: list[str], size: int = 256) -> dict[str, np.ndarray]:
+    """Ground truth resized the peer's way: the mask file straight to size x size, OpenCV nearest."""
+    from nairstd.data.images import read_mask
+
+    return {s: opencv_nearest(read_mask(index.mask_path(s)), (size, size)) for s in stems}
+
+
 def binarise(prob: np.ndarray, rule: str) -> np.ndarray:
     """`sigmoid>0.5` (ours, = logit > 0) or `p/max>0.5` (the peer's scoring script)."""
     if rule == "sigmoid>0.5":
@@ -198,25 +217,31 @@ def gap_analysis(
     elif scope != "full":
         raise ValueError(f"scope must be 'metrics' or 'full', got {scope!r}")
     every = sorted({s for stems in lists.values() for s in stems})
+    official = next(iter(lists))
     rows = []
     for pass_name, (protocol, prep) in passes.items():
         maps = probability_maps(checkpoint, index, every, protocol, prep, device)
         for list_name, stems in lists.items():
-            if pass_name != next(iter(passes)) and list_name != next(iter(lists)):
+            if pass_name != next(iter(passes)) and list_name != official:
                 continue  # resize factors are measured on the official list only
-            for rule in ("sigmoid>0.5", "p/max>0.5"):
-                pairs = [(binarise(maps[s][0], rule), maps[s][1]) for s in stems]
-                for definition, fn in (("ours (SPEC 6)", our_metrics), ("peer", peer_metrics)):
-                    rows.append(
-                        {
-                            "list": list_name,
-                            "n_images": len(stems),
-                            "input": pass_name,
-                            "threshold": rule,
-                            "metrics": definition,
-                            **fn(pairs),
-                        }
-                    )
+            truths = {"PIL nearest (ours)": {s: maps[s][1] for s in stems}}
+            if pass_name == next(iter(passes)) and list_name == official:
+                truths["OpenCV nearest (peer)"] = peer_masks(index, stems)
+            for gt_name, gt in truths.items():
+                for rule in ("sigmoid>0.5", "p/max>0.5"):
+                    pairs = [(binarise(maps[s][0], rule), gt[s]) for s in stems]
+                    for definition, fn in (("ours (SPEC 6)", our_metrics), ("peer", peer_metrics)):
+                        rows.append(
+                            {
+                                "list": list_name,
+                                "n_images": len(stems),
+                                "input": pass_name,
+                                "ground truth": gt_name if protocol == "resize256" else "native",
+                                "threshold": rule,
+                                "metrics": definition,
+                                **fn(pairs),
+                            }
+                        )
     return pd.DataFrame(rows)
 
 
@@ -250,13 +275,20 @@ def _authors(key: str) -> dict[str, Any]:
 def gap_notes(key: str, gap: pd.DataFrame, authors: dict[str, Any]) -> list[str]:
     """Table notes: each measured factor, worded from the analysis rows."""
 
-    def pick(list_i: int = 0, input_i: int = 0, rule: str = "sigmoid>0.5", metrics: str = "ours"):
+    def pick(
+        list_i: int = 0,
+        input_i: int = 0,
+        rule: str = "sigmoid>0.5",
+        metrics: str = "ours",
+        truth: str = "PIL|native",
+    ):
         lists, inputs = list(SIRST_LISTS), list(PASSES)
         hit = gap[
             (gap["list"] == lists[list_i])
             & (gap["input"] == inputs[input_i])
             & (gap["threshold"] == rule)
             & gap["metrics"].str.startswith(metrics)
+            & gap["ground truth"].str.contains(truth)
         ]
         return hit.iloc[0] if len(hit) else None
 
@@ -283,6 +315,14 @@ def gap_notes(key: str, gap: pd.DataFrame, authors: dict[str, Any]) -> list[str]
             f"{peer_abs['Pd']:.2f} Fa {peer_abs['Fa']:.2f}, on theirs IoU {peer_rel['IoU']:.2f} "
             f"F1 {peer_rel['F1']:.2f} Pd {peer_rel['Pd']:.2f} Fa {peer_rel['Fa']:.2f} "
             "(IoU itself is defined alike: sum of intersections / sum of unions)"
+        )
+    cv_ours, cv_peer = pick(truth="OpenCV"), pick(truth="OpenCV", metrics="peer", rule="p/max>0.5")
+    if cv_ours is not None and cv_peer is not None:
+        notes.append(
+            f"ground truth resized the peer's way (OpenCV nearest, floor sampling): our metrics "
+            f"IoU {cv_ours['IoU']:.2f} Pd {cv_ours['Pd']:.2f}; all of the peer's choices "
+            f"together (their threshold, metric code and mask resize): IoU {cv_peer['IoU']:.2f} "
+            f"F1 {cv_peer['F1']:.2f} Pd {cv_peer['Pd']:.2f} Fa {cv_peer['Fa']:.2f}"
         )
     others = [pick(list_i=i, metrics="peer", rule="p/max>0.5") for i in range(1, len(SIRST_LISTS))]
     others = [o for o in others if o is not None]
