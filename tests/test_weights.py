@@ -193,3 +193,28 @@ def test_official_rows_not_computed_without_weights(tmp_path, monkeypatch):
     assert reported and reported[0]["IoU"] == pytest.approx(70.37)
     rows, notes = official_weights_rows([], "quick")
     assert any("not at hand" in n for n in notes)
+
+
+def test_opencv_nearest_samples_by_floor():
+    from nairstd.reproduce.official_weights import opencv_nearest
+
+    mask = np.arange(16).reshape(4, 4)
+    assert opencv_nearest(mask, (2, 2)).tolist() == [[0, 2], [8, 10]]
+    assert opencv_nearest(mask, (4, 4)).tolist() == mask.tolist()
+
+
+def test_official_row_measured_with_weights_at_hand(tmp_path, monkeypatch):
+    from nairstd.data.index import find_dataset
+
+    folder = tmp_path / "weights" / "rpcanet-sirst"
+    folder.mkdir(parents=True)
+    fake_official(folder / "RPCANet.pkl")
+    monkeypatch.setenv("NAIRSTD_WEIGHTS", str(tmp_path / "weights"))
+    sirst_like = find_dataset(write_toolbox_dataset(tmp_path, "SIRST", n=3))
+    rows, notes = official_weights_rows([sirst_like], "quick", tmp_path / "tables", limit=1)
+    measured = [r for r in rows if r["source"].startswith("official weights, measured")]
+    assert len(measured) == 1 and np.isfinite(measured[0]["IoU"])
+    assert measured[0]["params"] == sum(
+        p.numel() for p in build_model("rpcanet", "base").parameters()
+    )
+    assert any("MIT licence" in n and "import-weights rpcanet" in n for n in notes)

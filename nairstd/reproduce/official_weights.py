@@ -212,10 +212,12 @@ def gap_analysis(
     passes = dict(PASSES)
     if scope == "metrics":
         first = next(iter(SIRST_LISTS))
-        lists = {first: lists[first]}
+        lists = {first: lists[first]} if first in lists else {}
         passes = dict(list(passes.items())[:1])
     elif scope != "full":
         raise ValueError(f"scope must be 'metrics' or 'full', got {scope!r}")
+    if not lists:
+        return pd.DataFrame()  # none of the public SIRST lists in this dataset
     every = sorted({s for stems in lists.values() for s in stems})
     official = next(iter(lists))
     rows = []
@@ -292,6 +294,8 @@ def gap_notes(key: str, gap: pd.DataFrame, authors: dict[str, Any]) -> list[str]
         ]
         return hit.iloc[0] if len(hit) else None
 
+    if gap.empty:
+        return []
     name = OFFICIAL[key]["table_name"]
     base = pick()
     if base is None:
