@@ -32,7 +32,11 @@ class AugmentConfig:
 
 
 class IRSTDDataset(Dataset):
-    """Samples of one split: {"image": (1,H,W) standardised (or as `normalize` says), "mask": (1,H,W) 0/1, "stem", ...}."""
+    """Samples of one split: {"image": (1,H,W) standardised, "mask": (1,H,W) 0/1, "stem", ...}.
+
+    `normalize` / `resize` pick another input preprocessing (nairstd.data.preprocess), e.g. the
+    `/255` and OpenCV-style resize of imported peer weights; ours by default.
+    """
 
     def __init__(
         self,
@@ -46,7 +50,6 @@ class IRSTDDataset(Dataset):
         normalize: str = "standardize",
         resize: str = "bilinear",
     ) -> None:
-        """`normalize` / `resize`: the input preprocessing (nairstd.data.preprocess; ours by default)."""
         if protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}")
         self.index = index
