@@ -194,77 +194,110 @@ def read_list(key: str, index: DatasetIndex) -> list[str] | None:
     return [s for s in stems if s in set(index.stems)]
 
 
+def gap_jobs(scope: str) -> list[tuple[str, str]]:
+    """(list, input pass) pairs measured by a scope, most informative first."""
+    lists, passes = list(SIRST_LISTS), list(PASSES)
+    if scope == "metrics":
+        return [(lists[0], passes[0])]
+    if scope == "full":
+        return [
+            (lists[0], passes[0]),  # official list, peer preprocessing (+ metric variants)
+            (lists[0], passes[2]),  # native resolution
+            (lists[1], passes[0]),  # idx_320 test
+            (lists[0], passes[1]),  # anti-aliased resize
+            (lists[2], passes[0]),  # NUAA-SIRST toolbox test
+        ]
+    raise ValueError(f"scope must be 'metrics' or 'full', got {scope!r}")
+
+
+def gap_rows(
+    checkpoint: Path,
+    index: DatasetIndex,
+    list_name: str,
+    pass_name: str,
+    device: str = "auto",
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """One inference pass over one list; one row per (ground truth, threshold, metric code).
+
+    On the official list under the peer's preprocessing the ground truth is also resized the
+    peer's way (OpenCV nearest); elsewhere only ours is used.
+    """
+    stems = read_list(list_name, index)
+    if not stems:
+        return []
+    stems = stems[:limit] if limit else stems
+    protocol, prep = PASSES[pass_name]
+    maps = probability_maps(checkpoint, index, stems, protocol, prep, device)
+    truths = {
+        "PIL nearest (ours)" if protocol == "resize256" else "native": {
+            s: maps[s][1] for s in stems
+        }
+    }
+    if (list_name, pass_name) == (next(iter(SIRST_LISTS)), next(iter(PASSES))):
+        truths["OpenCV nearest (peer)"] = peer_masks(index, stems)
+    rows = []
+    for gt_name, gt in truths.items():
+        for rule in ("sigmoid>0.5", "p/max>0.5"):
+            pairs = [(binarise(maps[s][0], rule), gt[s]) for s in stems]
+            for definition, fn in (("ours (SPEC 6)", our_metrics), ("peer", peer_metrics)):
+                rows.append(
+                    {
+                        "list": list_name,
+                        "n_images": len(stems),
+                        "input": pass_name,
+                        "ground truth": gt_name,
+                        "threshold": rule,
+                        "metrics": definition,
+                        **fn(pairs),
+                    }
+                )
+    return rows
+
+
 def gap_analysis(
     checkpoint: Path,
     index: DatasetIndex,
     scope: str = "full",
     device: str = "auto",
     limit: int | None = None,
+    cache: Path | None = None,
 ) -> pd.DataFrame:
     """Every measured factor between the authors' figure and ours for the same weights.
 
     scope "metrics": the official list under the peer's preprocessing only (one inference pass;
-    threshold and metric-definition variants on the same maps). "full": also every public SIRST
-    list and every resize (PASSES). One row per (list, pass, threshold rule, metric definition).
+    threshold, ground-truth resize and metric-code variants on the same maps). "full": also
+    native resolution, the anti-aliased resize and the other public SIRST lists (gap_jobs).
+    With `cache` (a JSON file) each finished pass is kept, so an interrupted run resumes.
     """
-    lists = {k: read_list(k, index) for k in SIRST_LISTS}
-    lists = {k: v[:limit] if limit else v for k, v in lists.items() if v}
-    passes = dict(PASSES)
-    if scope == "metrics":
-        first = next(iter(SIRST_LISTS))
-        lists = {first: lists[first]} if first in lists else {}
-        passes = dict(list(passes.items())[:1])
-    elif scope != "full":
-        raise ValueError(f"scope must be 'metrics' or 'full', got {scope!r}")
-    if not lists:
-        return pd.DataFrame()  # none of the public SIRST lists in this dataset
-    every = sorted({s for stems in lists.values() for s in stems})
-    official = next(iter(lists))
-    rows = []
-    for pass_name, (protocol, prep) in passes.items():
-        maps = probability_maps(checkpoint, index, every, protocol, prep, device)
-        for list_name, stems in lists.items():
-            if pass_name != next(iter(passes)) and list_name != official:
-                continue  # resize factors are measured on the official list only
-            truths = {"PIL nearest (ours)": {s: maps[s][1] for s in stems}}
-            if pass_name == next(iter(passes)) and list_name == official:
-                truths["OpenCV nearest (peer)"] = peer_masks(index, stems)
-            for gt_name, gt in truths.items():
-                for rule in ("sigmoid>0.5", "p/max>0.5"):
-                    pairs = [(binarise(maps[s][0], rule), gt[s]) for s in stems]
-                    for definition, fn in (("ours (SPEC 6)", our_metrics), ("peer", peer_metrics)):
-                        rows.append(
-                            {
-                                "list": list_name,
-                                "n_images": len(stems),
-                                "input": pass_name,
-                                "ground truth": gt_name if protocol == "resize256" else "native",
-                                "threshold": rule,
-                                "metrics": definition,
-                                **fn(pairs),
-                            }
-                        )
+    done: dict[str, list] = {}
+    if cache is not None and cache.is_file():
+        done = json.loads(cache.read_text())["jobs"]
+    rows: list[dict[str, Any]] = []
+    for list_name, pass_name in gap_jobs(scope):
+        key = f"{list_name} | {pass_name}"
+        if key not in done:
+            done[key] = gap_rows(checkpoint, index, list_name, pass_name, device, limit)
+            if cache is not None:
+                write_json(cache, {"jobs": done})
+        rows += done[key]
+    wanted = {f"{a} | {b}" for a, b in gap_jobs(scope)}
+    for key, extra in done.items():  # passes an earlier, wider analysis measured
+        if key not in wanted:
+            rows += extra
     return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------- Table III rows and notes
 
 
-def _gap_cache(ckpt: Path, scope: str, limit: int | None) -> Path:
-    return ckpt.with_name(f"{ckpt.stem}_gap_{scope}_{limit or 'all'}.json")
-
-
 def cached_gap_analysis(
     ckpt: Path, index: DatasetIndex, scope: str, limit: int | None
 ) -> pd.DataFrame:
-    """gap_analysis, cached beside the imported checkpoint (a full analysis is reused by any
-    scope, so running it once, e.g. on a GPU, upgrades the notes of later quick runs)."""
-    for candidate in (_gap_cache(ckpt, "full", limit), _gap_cache(ckpt, scope, limit)):
-        if candidate.is_file():
-            return pd.DataFrame(json.loads(candidate.read_text())["rows"])
-    table = gap_analysis(ckpt, index, scope, limit=limit)
-    write_json(_gap_cache(ckpt, scope, limit), {"rows": table.to_dict(orient="records")})
-    return table
+    """gap_analysis, cached per pass beside the imported checkpoint (a pass measured once, e.g.
+    by a full analysis, is reused by every later run)."""
+    cache = ckpt.with_name(f"{ckpt.stem}_gap_{index.name}_{limit or 'all'}.json")
+    return gap_analysis(ckpt, index, scope, limit=limit, cache=cache)
 
 
 def _authors(key: str) -> dict[str, Any]:
