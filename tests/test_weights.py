@@ -218,3 +218,17 @@ def test_official_row_measured_with_weights_at_hand(tmp_path, monkeypatch):
         p.numel() for p in build_model("rpcanet", "base").parameters()
     )
     assert any("MIT licence" in n and "import-weights rpcanet" in n for n in notes)
+
+
+def test_toolbox_pd_fa_drops_false_alarms_of_a_matched_area():
+    from nairstd.reproduce.official_weights import toolbox_pd_fa
+
+    gt = np.zeros((16, 16), bool)
+    gt[2:4, 2:4] = True
+    pred = np.zeros((16, 16), bool)
+    pred[2:4, 2:4] = True  # matched, area 4
+    pred[10:12, 10:12] = True  # false alarm, also area 4: the toolbox code does not count it
+    pred[6, 12:15] = True  # false alarm, area 3: counted
+    m = toolbox_pd_fa([(pred, gt)])
+    assert m["Pd"] == 100.0
+    assert m["Fa"] == pytest.approx(1e6 * 3 / 256)
