@@ -269,6 +269,19 @@ positive = _int_at_least(1)
 non_negative = _int_at_least(0)
 
 
+def _cmd_import_weights(args: argparse.Namespace) -> int:
+    from nairstd.weights import import_weights
+
+    ckpt = import_weights(args.method, args.path, args.out, args.source, args.licence)
+    info, prep = ckpt["imported"], ckpt["preprocessing"]
+    print(
+        f"{info['file']} ({info['tensors']} tensors, sha256 {info['sha256'][:12]}) -> {args.out}: "
+        f"{ckpt['model']} {ckpt['size']}; input: {prep['description']}; "
+        f"source {info['source']}; licence {info['licence']}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m nairstd",
@@ -414,6 +427,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pred.add_argument("--compile", default="auto", choices=COMPILE_CHOICES, help=COMPILE_HELP)
     pred.set_defaults(func=_cmd_predict)
+
+    imp = verbs.add_parser(
+        "import-weights",
+        help="convert a peer's published state dict into a nairstd checkpoint",
+        description="Load the file safely (weights_only), map every tensor onto our build of the "
+        "method, check shapes, and write a checkpoint recording source, licence and the input "
+        "preprocessing the weights expect (eval and predict honour it).",
+    )
+    imp.add_argument("method", help="whose weights: rpcanet")
+    imp.add_argument("path", help="the published state dict (.pkl / .pth / .pt)")
+    imp.add_argument("--out", required=True, help="the nairstd checkpoint to write")
+    imp.add_argument("--source", help="where the weights came from (default: the method's repo)")
+    imp.add_argument("--licence", help="their licence (default: the method's)")
+    imp.set_defaults(func=_cmd_import_weights)
     return parser
 
 

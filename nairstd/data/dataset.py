@@ -16,8 +16,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from nairstd.data.images import resize_image, resize_mask_nearest, standardize
+from nairstd.data.images import resize_mask_nearest
 from nairstd.data.index import DatasetIndex
+from nairstd.data.preprocess import normalize_image, resize_input
 
 PROTOCOLS = ("resize256", "native")
 
@@ -31,7 +32,11 @@ class AugmentConfig:
 
 
 class IRSTDDataset(Dataset):
-    """Samples of one split: {"image": (1,H,W) standardised, "mask": (1,H,W) 0/1, "stem", ...}."""
+    """Samples of one split: {"image": (1,H,W) standardised, "mask": (1,H,W) 0/1, "stem", ...}.
+
+    `normalize` / `resize` pick another input preprocessing (nairstd.data.preprocess), e.g. the
+    `/255` and OpenCV-style resize of imported peer weights; ours by default.
+    """
 
     def __init__(
         self,
@@ -42,6 +47,8 @@ class IRSTDDataset(Dataset):
         augment: AugmentConfig | None = None,
         size: int = 256,
         seed: int = 0,
+        normalize: str = "standardize",
+        resize: str = "bilinear",
     ) -> None:
         if protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}")
@@ -55,6 +62,8 @@ class IRSTDDataset(Dataset):
         self.augment = augment or AugmentConfig()
         self.size = size
         self.seed = seed
+        self.normalize = normalize
+        self.resize = resize
         self.epoch = 0  # set by the trainer so augmentations differ per epoch yet repeat per seed
         self._cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -66,7 +75,7 @@ class IRSTDDataset(Dataset):
         if stem not in self._cache:
             image, mask = self.index.load(stem)
             if self.protocol == "resize256":
-                image = resize_image(image, (self.size, self.size))
+                image = resize_input(image, (self.size, self.size), self.resize)
                 mask = resize_mask_nearest(mask, (self.size, self.size))
             self._cache[stem] = (image, mask)
         return self._cache[stem]
@@ -77,7 +86,7 @@ class IRSTDDataset(Dataset):
         if self.train:
             rng = np.random.default_rng((self.seed, self.epoch, i))
             image, mask = augment_pair(image, mask, self.augment, rng)
-        image = standardize(image.astype(np.float32))
+        image = normalize_image(image, self.normalize)
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image))[None],
             "mask": torch.from_numpy(np.ascontiguousarray(mask)).float()[None],

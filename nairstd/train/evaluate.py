@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Subset
 from nairstd.compiling import compile_model, should_compile
 from nairstd.data.dataset import IRSTDDataset
 from nairstd.data.index import DatasetIndex, find_dataset
+from nairstd.data.preprocess import checkpoint_preprocessing
 from nairstd.metrics import IRSTDMetrics, TopKCoverage, target_patch_flags
 from nairstd.train.checkpoint import has_native_branch, load_model, resolve_device, unwrap
 
@@ -83,8 +84,17 @@ def make_loader(
     batch_size: int = 8,
     limit: int | None = None,
     workers: int = 0,
+    preprocessing: dict[str, Any] | None = None,
 ) -> DataLoader:
-    dataset = IRSTDDataset(index, split, protocol=protocol, size=image_size)
+    prep = checkpoint_preprocessing({"preprocessing": preprocessing})
+    dataset = IRSTDDataset(
+        index,
+        split,
+        protocol=protocol,
+        size=image_size,
+        normalize=prep["normalize"],
+        resize=prep["resize"],
+    )
     if limit is not None and limit < len(dataset):
         dataset = Subset(dataset, range(limit))
     # Native protocol: images differ in size, so one at a time.
@@ -211,12 +221,18 @@ def evaluate_model(
     progress: bool = False,
     data_root: str | None = None,
     compile_mode: str = "off",
+    preprocessing: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate `model` on a split of a dataset (name, folder or DatasetIndex); see evaluate_loader."""
+    """Evaluate `model` on a split of a dataset (name, folder or DatasetIndex); see evaluate_loader.
+
+    `preprocessing`: the input preprocessing the weights expect (nairstd.data.preprocess; None: ours).
+    """
     index = dataset if isinstance(dataset, DatasetIndex) else find_dataset(dataset, data_root)
     device = resolve_device(device)
     model = unwrap(model).to(device)
-    loader = make_loader(index, split, protocol, image_size, batch_size, limit)
+    loader = make_loader(
+        index, split, protocol, image_size, batch_size, limit, preprocessing=preprocessing
+    )
     result = evaluate_loader(
         model,
         loader,
@@ -237,13 +253,26 @@ def evaluate_checkpoint(
     protocol: str = "resize256",
     **kwargs: Any,
 ) -> dict[str, Any]:
-    """Evaluate a checkpoint file or run folder (its best.pt); keywords as evaluate_model."""
+    """Evaluate a checkpoint file or run folder (its best.pt); keywords as evaluate_model.
+
+    The checkpoint's own input preprocessing (e.g. imported peer weights: /255 at 256x256) is used.
+    """
     device = resolve_device(kwargs.pop("device", "auto"))
     model, ckpt = load_model(checkpoint, device)
-    if "image_size" not in kwargs and "image_size" in (ckpt.get("config") or {}):
+    prep = checkpoint_preprocessing(ckpt)
+    if "image_size" not in kwargs and prep["input_size"]:
+        kwargs["image_size"] = int(prep["input_size"])  # the size the weights expect
+    elif "image_size" not in kwargs and "image_size" in (ckpt.get("config") or {}):
         kwargs["image_size"] = ckpt["config"]["image_size"]  # the size it was trained at
+    kwargs.setdefault("preprocessing", prep)
     result = evaluate_model(model, dataset, split, protocol, device=device, **kwargs)
-    return {"checkpoint": ckpt["path"], "model": ckpt["model"], "size": ckpt.get("size"), **result}
+    return {
+        "checkpoint": ckpt["path"],
+        "model": ckpt["model"],
+        "size": ckpt.get("size"),
+        **result,
+        "preprocessing": prep,
+    }
 
 
 def topk_coverage_curve(

@@ -35,7 +35,8 @@ from scipy import ndimage
 from torch import nn
 
 from nairstd.compiling import compile_model, should_compile
-from nairstd.data.images import IMAGE_EXTENSIONS, DataError, read_image, resize_image, standardize
+from nairstd.data.images import IMAGE_EXTENSIONS, DataError, read_image, resize_image
+from nairstd.data.preprocess import checkpoint_preprocessing, normalize_image, resize_input
 from nairstd.io import save_png, write_text
 from nairstd.train.checkpoint import load_model, resolve_device, unwrap
 from nairstd.train.evaluate import classical_method
@@ -137,20 +138,28 @@ def predict_probability(
     device: torch.device | str = "cpu",
     tile: int = TILE,
     margin: int = MARGIN,
+    preprocessing: dict | None = None,
 ) -> np.ndarray:
     """Target probability map (H, W) float32 in [0, 1] for a float [0, 1] grey image (H, W).
 
     Under ``native`` an image with a side over `tile` (0: never) is run in overlapping windows;
     standardisation uses the whole image's statistics, as the untiled path does.
+    `preprocessing`: the input preprocessing the weights expect (nairstd.data.preprocess; None:
+    ours). The map is always resized back with our bilinear resize.
     """
     if protocol not in ("native", "resize256"):
         raise ValueError(f"protocol must be native or resize256, got {protocol!r}")
+    prep = checkpoint_preprocessing({"preprocessing": preprocessing})
     net = unwrap(model)
     h, w = image.shape
     if protocol == "resize256":
-        x = standardize(resize_image(image, (size, size)).astype(np.float32))
+        x = resize_input(image, (size, size), prep["resize"])
+        x = normalize_image(x, prep["normalize"])
         return resize_image(_forward_prob(net, x, device), (h, w)).astype(np.float32)
-    x = _standardized(image.astype(np.float32, copy=False))
+    if prep["normalize"] == "standardize":
+        x = _standardized(image.astype(np.float32, copy=False))
+    else:
+        x = normalize_image(image, prep["normalize"])
     if not tile or (h <= tile and w <= tile):
         return _forward_prob(net, x, device).astype(np.float32, copy=False)
     prob = np.empty((h, w), np.float32)
@@ -283,12 +292,15 @@ def predict_files(
     tile = TILE if tile is None else tile
     device = resolve_device(device)
     classical = classical_method(checkpoint) if isinstance(checkpoint, str) else None
+    prep = checkpoint_preprocessing(None)
     if classical is not None:
         model = None  # a training-free method: maps come from `classical(image)`
     elif isinstance(checkpoint, nn.Module):
         model = unwrap(checkpoint).to(device).eval()
     else:
-        model = load_model(checkpoint, device)[0]
+        model, ckpt = load_model(checkpoint, device)
+        prep = checkpoint_preprocessing(ckpt)  # e.g. imported peer weights: /255 at 256x256
+        size = int(prep["input_size"] or size)
     out = prepare_output(output_dir)
     files, failures = collect_inputs(inputs)
     plan, unsafe = plan_outputs(files, out)
@@ -307,7 +319,9 @@ def predict_files(
                 if classical is not None:
                     prob = classical_probability(classical, image, protocol, size)
                 else:
-                    prob = predict_probability(model, image, protocol, size, device, tile)
+                    prob = predict_probability(
+                        model, image, protocol, size, device, tile, preprocessing=prep
+                    )
                 del image
                 save_png(to_uint8(prob), target)
                 found = detections(prob, file.name)
