@@ -157,7 +157,9 @@ def test_eval_and_predict_honour_checkpoint_preprocessing(tmp_path):
     assert result.ok
     from nairstd.data.images import read_image
 
-    expected = predict_probability(model, read_image(image_file), "resize256", 32, "cpu", prep)
+    expected = predict_probability(
+        model, read_image(image_file), "resize256", 32, "cpu", preprocessing=prep
+    )
     from PIL import Image
 
     written = np.asarray(Image.open(tmp_path / "pred" / "img0.png"), dtype=np.float32) / 255
