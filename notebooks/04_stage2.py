@@ -42,7 +42,8 @@ from nairstd.reproduce import arms, stage1, stage2
 out = Path(output_dir) if output_dir else outputs_root()
 tables_dir, figures_dir = out / "tables", out / "figures"
 dataset = stage1.pick_dataset(dataset, data_root)
-claim_sets = [dataset, *[d for d in arms.claim_sets(profile, data_root) if d != dataset]]
+sets = arms.claim_sets(profile, data_root, "ablation_sets")
+claim_sets = [dataset, *[d for d in sets if d != dataset]]
 print(f"profile {profile}; shown: {dataset} (seed {seed}); claim sets: {claim_sets}")
 
 # %% [markdown]

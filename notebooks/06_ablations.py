@@ -46,7 +46,8 @@ from nairstd.reproduce import ablation_tables, ablations, arms, common
 tables_dir, figures_dir = common.output_dirs(output_dir)
 dataset = common.training_set(dataset, data_root)
 test_sets = arms.test_sets(dataset, data_root)
-claim_sets = [dataset, *[d for d in arms.claim_sets(profile, data_root) if d != dataset]]
+sets = arms.claim_sets(profile, data_root, "ablation_sets")
+claim_sets = [dataset, *[d for d in sets if d != dataset]]
 print(
     f"profile {profile}; claim sets {claim_sets}; {dataset} models tested on {[i.name for i in test_sets]}"
 )

@@ -80,11 +80,12 @@ def arm_configs(
     return [stage1_config_for(config), config] if a.stage == "2" else [config]
 
 
-def claim_sets(profile: str, data_root: str | None = None) -> list[str]:
+def claim_sets(profile: str, data_root: str | None = None, which: str = "claim_sets") -> list[str]:
     """The training sets of the claim tables that are found (SIRST falls back to the synthetic
-    set when absent). Missing ones are named once."""
+    set when absent). Missing ones are named once. which: "claim_sets" (Table I, Fig. 7) or
+    "ablation_sets" (notebook 04, Tables IV and V)."""
     names = []
-    for name in get_profile(profile).claim_sets:
+    for name in getattr(get_profile(profile), which):
         for candidate in (name, "synthetic") if name == "SIRST" else (name,):
             try:
                 names.append(find_dataset(candidate, data_root).name)
