@@ -310,3 +310,21 @@ def test_claim_sets_fall_back_and_name_what_is_missing(tiny_set, capsys, monkeyp
     monkeypatch.setattr(arms, "get_profile", lambda p: SimpleNamespace(claim_sets=("TINY", "nope")))
     assert arms.claim_sets("quick") == ["TINY"]
     assert "nope not found" in capsys.readouterr().out
+
+
+def test_table3_names_runs_that_did_not_learn():
+    def run(losses, iou):
+        log = pd.DataFrame({"epoch": range(1, len(losses) + 1), "loss": losses})
+        return SimpleNamespace(log=log, metrics={"val": {"IoU": iou}})
+
+    notes = main_tables._convergence_notes(
+        {
+            "flat": run([0.999, 0.998], 10.5),  # SoftIoU stuck near 1
+            "blind": run([2.1, 0.26], 0.0),  # loss falls, predicts nothing
+            "fine": run([1.0, 0.4], 55.0),
+        }
+    )
+    assert len(notes) == 1
+    assert "flat (training loss 0.999 -> 0.998" in notes[0] and "blind" in notes[0]
+    assert "fine" not in notes[0]
+    assert main_tables._convergence_notes({"fine": run([1.0, 0.4], 55.0)}) == []
