@@ -200,7 +200,7 @@ def test_explorer_render_and_snapshot(toy, tmp_path):
     import matplotlib.pyplot as plt
 
     plt.close(fig)
-    path = ablations.explorer_snapshot(_model(), toy, toy.split("test")[0], tmp_path / "x.png")
+    path = explorer.save(tmp_path / "x.png")
     assert path.is_file()
 
 

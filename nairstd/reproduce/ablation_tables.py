@@ -11,7 +11,6 @@ Cells are mean ± std over seeds; the verdict rows follow reproduce.claims.RULE.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from nairstd.reproduce.claims import (
     verdict_rows,
 )
 from nairstd.reproduce.stage1 import markdown_ready
-from nairstd.tables import canonical, mean_std_cells, over_seeds, reported, write_table
+from nairstd.tables import mean_std_cells, over_seeds, reported, write_table
 
 # Table IV: arm -> the paper's variant key (reported CSV) and column title.
 BRANCH_ARMS = {"detector": "none", "dense_cnn": "dense_cnn", "two_stage_soft": "patch_2d1d"}
@@ -47,7 +46,6 @@ STAGE_ARMS = {
     "two_stage_soft": ("two_stage", "soft"),
 }
 METRICS = ["IoU", "nIoU", "Pd", "Fa", "FA_per_image", "coverage", "precision"]
-PAPER_METRICS = ("IoU", "Pd", "Fa")
 
 
 def train_ablation_arms(
@@ -241,22 +239,3 @@ def write_claim_table(
         f"{claim.lower()}.md)",
     ]
     return write_table(table, out_dir, name, title, notes, display=mean_std_cells(table, METRICS))
-
-
-def hard_sources(data_root: str | None = None) -> str:
-    """Which datasets' test images IRSTD-Hard was pooled from (its meta.json)."""
-    from nairstd.data.index import find_dataset
-
-    try:
-        meta = Path(find_dataset(HARD_NAME, data_root).root) / "meta.json"
-    except Exception:
-        return "not built"
-    if meta.is_file():
-        sources = json.loads(meta.read_text()).get("sources", [])
-        return ", ".join(s.split(":")[0] for s in sources) or "the datasets found"
-    return "the datasets found"
-
-
-def same_dataset(ours: str, paper: str) -> bool:
-    """True when a measured dataset is the paper's dataset of that name (IRSTD-Hard never is)."""
-    return canonical(ours) == canonical(paper) and canonical(ours) != canonical(HARD_NAME)

@@ -34,7 +34,6 @@ from nairstd.tables import write_table
 from nairstd.train import RunResult, train
 from nairstd.train.config import TrainConfig
 from nairstd.widgets import (
-    SelectionExplorer,
     load_sample,
     mark_targets,
     outline_patches,
@@ -310,19 +309,4 @@ def fig5(
         fontsize=10,
     )
     fig.tight_layout(rect=(0, 0.04, 1, 1))
-    return save_figure(fig, path)
-
-
-def explorer_snapshot(
-    model: torch.nn.Module,
-    index: DatasetIndex,
-    stem: str,
-    path: Path,
-    k: int | None = None,
-    threshold: float = 0.5,
-    sigma: float = 8.0,
-) -> Path:
-    """The selection explorer's panels for one setting, saved as a PNG (batch runs)."""
-    explorer = SelectionExplorer(model, index, [stem])
-    fig = explorer.render(stem, k or explorer.default_k, threshold, sigma)
     return save_figure(fig, path)

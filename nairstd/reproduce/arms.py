@@ -18,7 +18,7 @@ from nairstd.data.hard import HARD_NAME
 from nairstd.data.images import DataError
 from nairstd.data.index import DatasetIndex, find_dataset
 from nairstd.profiles import get_profile
-from nairstd.reproduce.common import budget_config, cached_eval
+from nairstd.reproduce.common import budget_config, cached_eval, missing_sentence
 from nairstd.reproduce.parallel import EvalSpec, Job, job, run_jobs
 from nairstd.tables import canonical
 from nairstd.train import RunResult, stage1_config_for, train
@@ -93,7 +93,7 @@ def claim_sets(profile: str, data_root: str | None = None, which: str = "claim_s
             except DataError:
                 continue
         else:
-            print(f"{name} not found (notebook 01 generates the synthetic sets): skipped")
+            print(missing_sentence(name))
     return list(dict.fromkeys(names))
 
 
@@ -105,7 +105,7 @@ def test_sets(dataset: str, data_root: str | None = None) -> list[DatasetIndex]:
         try:
             sets.append(find_dataset(HARD_NAME, data_root))
         except DataError:
-            print(f"{HARD_NAME} not found (notebook 01 builds it): scored on {dataset} only")
+            print(missing_sentence(HARD_NAME))
     return sets
 
 

@@ -17,7 +17,6 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import Any
 
 from nairstd.train.config import TrainConfig
 
@@ -192,6 +191,6 @@ def describe(config: TrainConfig) -> str:
     return f"{config.model} {stage}{label}, {config.dataset}, seed {config.seed}"
 
 
-def job(config: TrainConfig, evals: Iterable[EvalSpec] = (), **extra: Any) -> Job:
+def job(config: TrainConfig, evals: Iterable[EvalSpec] = ()) -> Job:
     """A Job named after its config."""
-    return Job(config, list(evals), extra.get("label") or describe(config))
+    return Job(config, list(evals), describe(config))
