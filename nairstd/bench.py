@@ -23,10 +23,10 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from nairstd.models import build_model, list_models
 from nairstd.models.layers import pad_to_multiple, to_memory_format
 from nairstd.models.na_irstd import NaIRSTD
 from nairstd.models.scoring import k_for, select_top_k
+from nairstd.zoo import build_model, list_models
 
 DEFAULT_VARIANTS = ("detector", "detector_ds2", "dense_cnn", "na_irstd")
 

@@ -186,7 +186,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from nairstd.metrics import format_metrics
     from nairstd.train import evaluate_checkpoint
-    from nairstd.train.evaluate import classical_method, evaluate_classical
+    from nairstd.train.evaluate import evaluate_classical
+    from nairstd.zoo import classical_method
 
     if classical_method(args.checkpoint) is not None:
         result = evaluate_classical(
@@ -220,7 +221,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from nairstd.train.predict import predict_files
+    from nairstd.predict import predict_files
 
     result = predict_files(
         args.checkpoint,
@@ -422,7 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--tile",
         type=non_negative,
         help="native protocol: run images larger than this many px a side in overlapping "
-        "windows of this size, to bound memory (default 1024, nairstd.train.predict.TILE; "
+        "windows of this size, to bound memory (default 1024, nairstd.predict.TILE; "
         "0: never)",
     )
     pred.add_argument("--compile", default="auto", choices=COMPILE_CHOICES, help=COMPILE_HELP)

@@ -91,7 +91,7 @@ def train_phase(stage: str, args: argparse.Namespace, device: torch.device, **ex
 @torch.inference_mode()
 def bench_phase(args: argparse.Namespace, device: torch.device) -> list[dict]:
     """Eval latency, images/s and peak memory per (size, variant, batch), fp32 and AMP."""
-    from nairstd.models import build_model
+    from nairstd.zoo import build_model
 
     rows = []
     for size in args.bench_sizes:

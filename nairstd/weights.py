@@ -107,7 +107,7 @@ def map_state_dict(
     state: dict[str, Tensor], mapping: WeightsMapping, path: str | os.PathLike
 ) -> dict[str, Tensor]:
     """Their tensors renamed to ours; the first tensor that does not fit raises a DataError."""
-    from nairstd.models import build_model
+    from nairstd.zoo import build_model
 
     ours = build_model(mapping.model, mapping.size, **mapping.overrides).state_dict()
     build = f"{mapping.model} {mapping.size}"
@@ -150,8 +150,8 @@ def import_weights(
     licence: str | None = None,
 ) -> dict[str, Any]:
     """Convert `path` (a `method` state dict) into a nairstd checkpoint dict; write it to `out`."""
-    from nairstd.models import build_model
     from nairstd.train.checkpoint import model_checkpoint
+    from nairstd.zoo import build_model
 
     if method not in MAPPINGS:
         raise DataError(f"{method}: no weights mapping (known: {', '.join(sorted(MAPPINGS))})")

@@ -243,7 +243,7 @@ class SelectionExplorer:
         size: int | None = 256,
         start: str | None = None,
     ) -> None:
-        from nairstd.train.checkpoint import has_native_branch, unwrap
+        from nairstd.models.traits import has_native_branch, unwrap
 
         self.model = unwrap(model).cpu().eval()
         if not has_native_branch(self.model):

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from nairstd.bench import tune_malloc  # noqa: E402
-from nairstd.models import build_model  # noqa: E402
+from nairstd.zoo import build_model  # noqa: E402
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ import torch
 from conftest import write_toolbox_dataset
 
 from nairstd.data import open_dataset
-from nairstd.models import build_model, soft_patch_labels
+from nairstd.models import soft_patch_labels
 from nairstd.models.native_branch import patchify
 from nairstd.reproduce import ablations
 from nairstd.widgets import (
@@ -21,6 +21,7 @@ from nairstd.widgets import (
     patch_means,
     soft_weight_map,
 )
+from nairstd.zoo import build_model
 
 
 @pytest.fixture(autouse=True, scope="module")

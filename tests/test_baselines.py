@@ -16,7 +16,7 @@ from nairstd.baselines import (
 )
 from nairstd.baselines.classical import to_probability
 from nairstd.baselines.classical.common import extract_patches, fold_patches
-from nairstd.models.registry import build_model, list_models
+from nairstd.zoo import build_model, list_models
 
 # The base (paper-size) parameter counts must be within this factor of the papers' counts.
 PARAM_FACTOR = 1.25

@@ -208,8 +208,8 @@ def test_over_seeds_and_cells():
 # Training: the gamma group, the baselines' own losses, determinism
 # --------------------------------------------------------------------------------------------------
 def test_gamma_gets_its_own_group_and_is_logged():
-    from nairstd.models import build_model
     from nairstd.train import profile_config
+    from nairstd.zoo import build_model
 
     model = build_model("na_irstd", "tiny")
     config = profile_config("smoke", "2", model="na_irstd", lr_gamma=0.02)

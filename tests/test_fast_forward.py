@@ -6,7 +6,7 @@ import pytest
 import torch
 from reference_na_irstd import reference_forward
 
-from nairstd.models import build_model
+from nairstd.zoo import build_model
 
 
 def _trained_like(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

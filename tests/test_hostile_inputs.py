@@ -23,16 +23,16 @@ from conftest import REPO, write_toolbox_dataset
 from PIL import Image
 from torch import nn
 
+from nairstd import predict as predict_module
 from nairstd.cli import main as cli_main
 from nairstd.data.images import DataError, read_image
 from nairstd.data.index import open_dataset
 from nairstd.io import save_torch
-from nairstd.models import build_model
-from nairstd.train import predict as predict_module
+from nairstd.predict import predict_files, predict_probability, tile_windows
 from nairstd.train.checkpoint import model_checkpoint
 from nairstd.train.config import profile_config
-from nairstd.train.predict import predict_files, predict_probability, tile_windows
 from nairstd.train.runs import RunInProgress, run_dir, run_id, run_lock
+from nairstd.zoo import build_model
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -11,16 +11,15 @@ import torch.nn.functional as F
 
 from nairstd.models import (
     NaIRSTD,
-    build_model,
     hard_patch_labels,
     k_for,
-    list_models,
     score_loss,
     select_top_k,
     soft_patch_labels,
 )
 from nairstd.models.injection import gather_windows, scatter_windows, window_index
 from nairstd.models.native_branch import patchify, unpatchify
+from nairstd.zoo import build_model, list_models
 
 VARIANTS = ["detector", "detector_ds2", "dense_cnn", "na_irstd"]
 NATIVE = ["dense_cnn", "na_irstd"]

@@ -12,9 +12,9 @@ from torch import nn
 
 from nairstd.cli import main as cli_main
 from nairstd.io import save_torch
-from nairstd.models import build_model
+from nairstd.predict import detections, predict_files
 from nairstd.train.checkpoint import model_checkpoint
-from nairstd.train.predict import detections, predict_files
+from nairstd.zoo import build_model
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -19,10 +19,10 @@ import torch
 from PIL import Image
 
 from nairstd.cli import main as cli_main
+from nairstd.losses import bce_loss, dice_loss, seg_loss
 from nairstd.train import load_model, profile_config, read_checkpoint, train
 from nairstd.train.config import TrainConfig
 from nairstd.train.loop import Stage1Missing, param_groups
-from nairstd.train.losses import bce_loss, dice_loss, seg_loss
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_FILES = ("config.json", "last.pt", "best.pt", "log.csv", "metrics.json")
@@ -150,7 +150,7 @@ def test_stage1_then_stage2_smoke_cache_and_frozen_scorer(tiny_data, tmp_path):
 
 
 def test_stage2_param_groups():
-    from nairstd.models import build_model
+    from nairstd.zoo import build_model
 
     cfg = TrainConfig(stage="2", lr_main=5e-4, lr_native=1e-4)
     model = build_model("na_irstd", "tiny")

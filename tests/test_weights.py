@@ -12,10 +12,10 @@ from conftest import REPO, write_toolbox_dataset
 
 from nairstd.cli import main
 from nairstd.data.preprocess import checkpoint_preprocessing, normalize_image, resize_input
-from nairstd.models import build_model
 from nairstd.reproduce.official_weights import binarise, official_weights_rows, peer_metrics
 from nairstd.train.checkpoint import load_model, model_checkpoint
 from nairstd.weights import MAPPINGS
+from nairstd.zoo import build_model
 
 SHIPPED = (REPO / ".." / "shared" / "weights" / "rpcanet-sirst" / "RPCANet.pkl").resolve()
 
@@ -134,8 +134,8 @@ def test_preprocessing_helpers():
 
 def test_eval_and_predict_honour_checkpoint_preprocessing(tmp_path):
     from nairstd.io import save_torch
+    from nairstd.predict import predict_files, predict_probability
     from nairstd.train.evaluate import evaluate_checkpoint
-    from nairstd.train.predict import predict_files, predict_probability
 
     data = write_toolbox_dataset(tmp_path, "toy", n=4)
     torch.manual_seed(0)

@@ -1,9 +1,9 @@
 """Comparison methods of Table III (SPEC §7): classical detectors and deep baselines.
 
-Importing this package registers every deep baseline in the shared model registry, so
+Importing this package registers every deep baseline in the shared model registry
+(`nairstd.zoo` imports it), so
 
-    from nairstd.models import build_model
-    import nairstd.baselines  # noqa: F401  (registers acm, dnanet, isnet, uiunet, agpcnet, rpcanet)
+    from nairstd.zoo import build_model
     model = build_model("dnanet", size="tiny")
     logits = model(x)                          # (B, 1, H, W), any H, W
     out = model(x, return_aux=True)            # dict: "logits" + the method's extra outputs
@@ -26,11 +26,12 @@ from typing import Any
 
 from torch import nn
 
-from nairstd.models.registry import build_model
+from nairstd.losses import soft_iou_loss
+from nairstd.models.registry import create_model
 
 from . import acm, agpcnet, dnanet, isnet, rpcanet, uiunet  # noqa: F401  (registration)
 from .classical import CLASSICAL, benchmark_classical, run_classical
-from .common import count_params, soft_iou_loss
+from .common import count_params
 
 DEEP_BASELINES: tuple[str, ...] = ("acm", "dnanet", "isnet", "uiunet", "agpcnet", "rpcanet")
 UNAVAILABLE_BASELINES: tuple[str, ...] = ("irmamba", "saist")
@@ -185,7 +186,7 @@ def build_baseline(name: str, size: str = "tiny", **overrides: Any) -> nn.Module
         raise NotImplementedError(f"{info['table_name']}: {info['note']}")
     if name not in DEEP_BASELINES:
         raise KeyError(f"{name!r} is not a deep baseline; choose from {list(DEEP_BASELINES)}")
-    return build_model(name, size, **overrides)
+    return create_model(name, size, **overrides)
 
 
 __all__ = [

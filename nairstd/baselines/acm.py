@@ -19,6 +19,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from nairstd.losses import soft_iou_loss
 from nairstd.models.registry import register_model
 
 from .common import (
@@ -30,7 +31,6 @@ from .common import (
     pad_to,
     res_stage,
     sized_config,
-    soft_iou_loss,
     upsample_to,
 )
 

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nairstd.losses import soft_iou_loss
 from nairstd.models.registry import register_model
 
 from .common import (
@@ -43,7 +44,6 @@ from .common import (
     pad_to,
     res_stage,
     sized_config,
-    soft_iou_loss,
     upsample_to,
 )
 

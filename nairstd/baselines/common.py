@@ -14,7 +14,6 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -57,21 +56,6 @@ def pad_to(x: Tensor, multiple: int) -> Tensor:
 def count_params(model: nn.Module) -> int:
     """Trainable parameter count."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-# ------------------------------------------------------------------------------------------------
-# Losses
-# ------------------------------------------------------------------------------------------------
-def soft_iou_loss(logits: Tensor, target: Tensor, smooth: float = 1.0) -> Tensor:
-    """SoftIoU loss (ACM, DNANet, AGPCNet, ISNet, RPCANet): 1 - mean_b (Σpg + s)/(Σp + Σg - Σpg + s).
-
-    p = sigmoid(logits); sums per image, `smooth` = 1 as in those papers' code.
-    """
-    p = torch.sigmoid(logits.float()).flatten(1)
-    g = target.float().flatten(1)
-    inter = (p * g).sum(1)
-    iou = (inter + smooth) / (p.sum(1) + g.sum(1) - inter + smooth)
-    return 1.0 - iou.mean()
 
 
 def main_logits(out: Tensor | Mapping[str, Any]) -> Tensor:

@@ -27,9 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nairstd.losses import soft_iou_loss
 from nairstd.models.registry import register_model
 
-from .common import ConvBNReLU, main_logits, pad_to, sized_config, soft_iou_loss, upsample_to
+from .common import ConvBNReLU, main_logits, pad_to, sized_config, upsample_to
 
 
 @dataclass

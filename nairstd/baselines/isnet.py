@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nairstd.losses import dice_loss, soft_iou_loss
 from nairstd.models.registry import register_model
-from nairstd.train.losses import dice_loss
 
 from .common import (
     ConvBNReLU,
@@ -41,7 +41,6 @@ from .common import (
     pad_to,
     res_stage,
     sized_config,
-    soft_iou_loss,
     upsample_to,
 )
 

@@ -27,9 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nairstd.losses import soft_iou_loss
 from nairstd.models.registry import register_model
 
-from .common import main_logits, sized_config, soft_iou_loss
+from .common import main_logits, sized_config
 
 
 @dataclass

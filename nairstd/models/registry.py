@@ -4,6 +4,9 @@ A builder is `fn(size: str = "tiny", **overrides) -> nn.Module`. Register one wi
 
     @register_model("my_net")
     def my_net(size="tiny", **overrides): ...
+
+This module imports no model (the timm way): a model module imports it to register itself, and
+`nairstd.zoo` imports every model module and offers `build_model` / `list_models`.
 """
 
 from __future__ import annotations
@@ -29,25 +32,13 @@ def register_model(name: str) -> Callable[[Builder], Builder]:
     return deco
 
 
-def _load_builtin_models() -> None:
-    """Import the modules that register models (the Na-IRSTD variants and the baselines).
-
-    Lazy, so `import nairstd.models` stays light and the baselines can import this registry.
-    """
-    import nairstd.baselines  # noqa: F401
-    import nairstd.models.na_irstd  # noqa: F401
-
-
-def build_model(name: str, size: str = "tiny", **overrides: Any) -> nn.Module:
-    """Build a registered model. Overrides map onto config fields; unknown ones raise TypeError."""
+def create_model(name: str, size: str = "tiny", **overrides: Any) -> nn.Module:
+    """Build a model registered so far. Overrides map onto config fields; unknown ones raise TypeError."""
     if name not in _REGISTRY:
-        _load_builtin_models()
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown model {name!r}; registered: {list_models()}")
+        raise KeyError(f"unknown model {name!r}; registered: {registered_models()}")
     return _REGISTRY[name](size=size, **overrides)
 
 
-def list_models() -> list[str]:
-    """Registered model names, sorted."""
-    _load_builtin_models()
+def registered_models() -> list[str]:
+    """Names registered so far (the modules imported so far), sorted."""
     return sorted(_REGISTRY)

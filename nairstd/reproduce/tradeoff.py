@@ -12,9 +12,9 @@ import torch
 
 from nairstd.baselines import BASELINE_INFO, benchmark_classical
 from nairstd.bench import count_flops, latency_ms
-from nairstd.models import build_model
 from nairstd.plots import save_figure
 from nairstd.tables import write_table
+from nairstd.zoo import build_model
 
 OURS_NAME = "Na-IRSTD"
 

@@ -37,7 +37,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def _forward_best(model, image: np.ndarray, protocol: str, device: str, n: int) -> float:
     """Best-of-n seconds of one `predict_probability` call (after one warm-up call)."""
-    from nairstd.train.predict import predict_probability
+    from nairstd.predict import predict_probability
 
     predict_probability(model, image, protocol, device=device)
     best = float("inf")
@@ -60,8 +60,8 @@ def bench_predict(
 ) -> list[dict]:
     """One row per (frame size, mode): forward frames/s and MP/s (best of n), end-to-end images/s."""
     from nairstd.compiling import compile_model
-    from nairstd.models import build_model
-    from nairstd.train.predict import predict_files
+    from nairstd.predict import predict_files
+    from nairstd.zoo import build_model
 
     torch.manual_seed(0)
     model = build_model(model_name, size).to(device).eval()
@@ -72,7 +72,7 @@ def bench_predict(
         for mode in modes:
             net = compile_model(model) if mode == "compiled" else model
             t0 = time.perf_counter()
-            from nairstd.train.predict import predict_probability
+            from nairstd.predict import predict_probability
 
             predict_probability(net, image, protocol, device=device)  # compiles when compiled
             first = time.perf_counter() - t0

@@ -16,15 +16,9 @@ import torch
 from torch import nn
 
 from nairstd.data.images import DataError
+from nairstd.models.traits import unwrap
 
 FORMAT = "nairstd-checkpoint-1"
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The bare model inside a DistributedDataParallel / adapter wrapper."""
-    while hasattr(model, "module"):
-        model = model.module
-    return model
 
 
 def model_checkpoint(
@@ -90,7 +84,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict[
 
 def build_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
     """Rebuild the model a checkpoint describes and load its weights."""
-    from nairstd.models import build_model
+    from nairstd.zoo import build_model
 
     where = ckpt.get("path", "checkpoint")
     try:
@@ -129,8 +123,3 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {device!r}: CUDA is not available on this machine")
     return resolved
-
-
-def has_native_branch(model: nn.Module) -> bool:
-    """True for models with a scorer / Top-K selection (na_irstd, dense_cnn)."""
-    return hasattr(unwrap(model), "score_patches")

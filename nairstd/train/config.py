@@ -217,7 +217,7 @@ def check_model_fit(config: TrainConfig) -> None:
     """ValueError unless the model builds with the config's overrides and, for models with a
     native branch, image_size is a multiple of the patch size P and 1 <= K <= N = (size / P)^2
     (N of the resize256 input; native images vary in size and K is capped at their N)."""
-    from nairstd.models import build_model
+    from nairstd.zoo import build_model
 
     try:
         model = build_model(config.model, config.size, **config.build_overrides())

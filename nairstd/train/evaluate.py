@@ -26,13 +26,9 @@ from nairstd.data.dataset import IRSTDDataset
 from nairstd.data.index import DatasetIndex, find_dataset
 from nairstd.data.preprocess import checkpoint_preprocessing
 from nairstd.metrics import IRSTDMetrics, TopKCoverage, target_patch_flags
-from nairstd.train.checkpoint import has_native_branch, load_model, resolve_device, unwrap
-
-
-def pad_multiple(model: nn.Module) -> int:
-    """The multiple the model pads its input to (the patch lattice is laid on the padded image)."""
-    m = unwrap(model)
-    return int(getattr(m, "pad_multiple", getattr(m, "patch_size", 1)))
+from nairstd.models.traits import has_native_branch, pad_multiple, unwrap
+from nairstd.train.checkpoint import load_model, resolve_device
+from nairstd.zoo import classical_method
 
 
 def pad_masks(mask: Tensor, multiple: int) -> Tensor:
@@ -321,13 +317,6 @@ __all__ = [
     "patch_labels",
     "topk_coverage_curve",
 ]
-
-
-def classical_method(name: str):
-    """The training-free method registered under `name` (nairstd.baselines.CLASSICAL), or None."""
-    from nairstd.baselines import CLASSICAL
-
-    return CLASSICAL.get(name)
 
 
 def evaluate_classical(

@@ -41,20 +41,19 @@ from nairstd.data.dataset import AugmentConfig, IRSTDDataset
 from nairstd.data.images import DataError
 from nairstd.data.index import DatasetIndex, find_dataset
 from nairstd.io import save_torch, write_json, write_text
+from nairstd.losses import seg_loss
+from nairstd.models.traits import has_native_branch, unwrap
 from nairstd.profiles import PROFILES
 from nairstd.train import ddp
 from nairstd.train.checkpoint import (
     build_from_checkpoint,
-    has_native_branch,
     load_trusted,
     model_checkpoint,
     read_checkpoint,
     resolve_device,
-    unwrap,
 )
 from nairstd.train.config import TrainConfig, check_model_fit, cpu_threads, profile_config
 from nairstd.train.evaluate import evaluate_loader, make_loader, patch_labels
-from nairstd.train.losses import seg_loss
 from nairstd.train.runs import (
     RunResult,
     dataset_identity,
@@ -398,7 +397,7 @@ class _Trainer:
                     f"{init['path']}: weights do not fit {cfg.model} size {cfg.size} ({err})"
                 ) from err
         else:
-            from nairstd.models import build_model
+            from nairstd.zoo import build_model
 
             model = build_model(cfg.model, cfg.size, **cfg.build_overrides())
         self.model = model.to(self.device)

@@ -38,8 +38,9 @@ from nairstd.compiling import compile_model, should_compile
 from nairstd.data.images import IMAGE_EXTENSIONS, DataError, read_image, resize_image
 from nairstd.data.preprocess import checkpoint_preprocessing, normalize_image, resize_input
 from nairstd.io import save_png, write_text
-from nairstd.train.checkpoint import load_model, resolve_device, unwrap
-from nairstd.train.evaluate import classical_method
+from nairstd.models.traits import unwrap
+from nairstd.train.checkpoint import load_model, resolve_device
+from nairstd.zoo import classical_method
 
 DETECTION_COLUMNS = ["image", "target_id", "x", "y", "area", "peak_probability"]
 

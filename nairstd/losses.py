@@ -1,4 +1,5 @@
-"""Segmentation loss L_seg (SPEC §2.5, Eq. 14-16): BCE + soft Dice, Dice per image, averaged."""
+"""Losses: L_seg (SPEC §2.5, Eq. 14-16: BCE + soft Dice, Dice per image, averaged) and the
+baselines' SoftIoU. Below models and training: both import from here."""
 
 from __future__ import annotations
 
@@ -28,3 +29,15 @@ def bce_loss(logits: Tensor, target: Tensor) -> Tensor:
 def seg_loss(logits: Tensor, target: Tensor, eps: float = 1.0) -> Tensor:
     """L_seg = BCE + Dice."""
     return bce_loss(logits, target) + dice_loss(logits, target, eps)
+
+
+def soft_iou_loss(logits: Tensor, target: Tensor, smooth: float = 1.0) -> Tensor:
+    """SoftIoU loss (ACM, DNANet, AGPCNet, ISNet, RPCANet): 1 - mean_b (Σpg + s)/(Σp + Σg - Σpg + s).
+
+    p = sigmoid(logits); sums per image, `smooth` = 1 as in those papers' code.
+    """
+    p = torch.sigmoid(logits.float()).flatten(1)
+    g = target.float().flatten(1)
+    inter = (p * g).sum(1)
+    iou = (inter + smooth) / (p.sum(1) + g.sum(1) - inter + smooth)
+    return 1.0 - iou.mean()
