@@ -1,20 +1,29 @@
 """Crash-safe file writing and image I/O shared by the package.
 
 Every output is written to a temporary file in the destination folder and renamed into place,
-so a crash mid-write never leaves a truncated checkpoint, table or image behind.
+so a crash mid-write never leaves a truncated checkpoint, table or image behind; a whole folder
+(a generated dataset) is built the same way by `atomic_dir`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 @contextmanager
@@ -30,13 +39,79 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     try:
         yield tmp
         # mkstemp makes files 0600; give the result the usual permissions (0666 minus umask).
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _clean_stale_partials(final: Path) -> None:
+    """Remove temporary folders left by killed writers of `final` (never a live writer's)."""
+    for p in final.parent.glob(f".{final.name}.partial-*"):
+        try:
+            pid = int(p.name.split("-")[-2])
+        except (ValueError, IndexError):
+            continue
+        if p.is_dir() and not _pid_alive(pid):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _swap_into_place(tmp: Path, final: Path, keep: Callable[[Path], bool] | None) -> None:
+    """Rename the finished temporary folder onto `final` (replacing an old or partial folder)."""
+    if final.exists():
+        if keep is not None and keep(final):
+            return  # a concurrent writer finished the same content meanwhile: keep theirs
+        old = final.parent / f".{final.name}.old-{os.getpid()}-{time.monotonic_ns()}"
+        os.rename(final, old)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not final.exists():
+                os.rename(old, final)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+        return
+    try:
+        os.rename(tmp, final)
+    except OSError:
+        # A concurrent writer renamed its copy first; accept it if it holds the same content.
+        if keep is None or not keep(final):
+            raise
+
+
+@contextmanager
+def atomic_dir(
+    path: str | os.PathLike, keep: Callable[[Path], bool] | None = None
+) -> Iterator[Path]:
+    """Yield an empty hidden folder beside `path`; swap it onto `path` only if the block succeeds.
+
+    The folder is `.NAME.partial-PID-XXXX`: folders of writers that died (their PID is gone) are
+    removed first, a live writer's are left alone. An existing `path` is replaced, unless
+    `keep(path)` is true by the end (a concurrent writer finished the same content). An
+    interrupted block never leaves a complete-looking `path`.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    _clean_stale_partials(final)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.partial-{os.getpid()}-"))
+    try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the result gets the usual mode
+        yield tmp
+        _swap_into_place(tmp, final, keep)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

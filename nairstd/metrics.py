@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from nairstd.grid import EIGHT_CONNECTED, patch_flags
+
 __all__ = [
     "ObjectMatch",
     "IRSTDMetrics",
@@ -43,9 +45,6 @@ __all__ = [
     "target_patch_flags",
     "format_metrics",
 ]
-
-# 8-connectivity: two diagonal pixels belong to one object, as in the field's toolboxes.
-_STRUCTURE_8 = np.ones((3, 3), dtype=bool)
 
 
 def _to_numpy(x: Any) -> np.ndarray:
@@ -89,7 +88,7 @@ def label_objects(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     for objects; ``centroids`` (n, 2) float (row, col) means; ``areas`` (n,) int64 pixel counts.
     Object with label ``k`` is row ``k - 1`` of ``centroids`` and ``areas``.
     """
-    labels, n = ndimage.label(mask, structure=_STRUCTURE_8)
+    labels, n = ndimage.label(mask, structure=EIGHT_CONNECTED)
     # bincount over foreground pixels only: sparse masks make this O(#foreground), not O(H*W).
     rows, cols = np.nonzero(labels)
     lab = labels[rows, cols]
@@ -287,7 +286,7 @@ def target_patch_flags(gt_bool: Any, patch_size: int) -> np.ndarray:
     p = int(patch_size)
     if p <= 0 or h % p or w % p:
         raise ValueError(f"gt shape {gt.shape} is not a multiple of patch_size {patch_size}")
-    return gt.reshape(h // p, p, w // p, p).any(axis=(1, 3)).ravel()
+    return patch_flags(gt, p)
 
 
 class TopKCoverage:

@@ -37,6 +37,7 @@ from torch import nn
 from nairstd.compiling import compile_model, should_compile
 from nairstd.data.images import IMAGE_EXTENSIONS, DataError, read_image, resize_image
 from nairstd.data.preprocess import checkpoint_preprocessing, normalize_image, resize_input
+from nairstd.grid import EIGHT_CONNECTED
 from nairstd.io import save_png, write_text
 from nairstd.models.traits import unwrap
 from nairstd.train.checkpoint import load_model, resolve_device
@@ -185,7 +186,7 @@ def detections(prob: np.ndarray, image_name: str, threshold: float = 0.5) -> lis
     Each object is measured inside its bounding box, so memory stays at one label map however
     large the image or the objects (whole-image index arrays would cost 16 bytes a pixel).
     """
-    labels, n = ndimage.label(prob > threshold, structure=np.ones((3, 3), bool))
+    labels, n = ndimage.label(prob > threshold, structure=EIGHT_CONNECTED)
     rows = []
     for i, box in enumerate(ndimage.find_objects(labels)):
         if box is None:

@@ -97,3 +97,14 @@ def mean_std_cells(table: pd.DataFrame, metrics: list[str], digits: int = 2) -> 
                 cells.append(f"{value:.{digits}f}")
         shown[m] = cells
     return shown.drop(columns=[c for c in shown.columns if c.endswith("_std")])
+
+
+def markdown_ready(df: pd.DataFrame) -> pd.DataFrame:
+    """Cells as Python objects with None for missing: ints print as ints and missing cells as
+    'n/c' in the Markdown table (a float frame would print 1.00 and nan)."""
+    df = df.copy()
+    for col in df.columns:
+        if df[col].dtype.kind == "f" and df[col].dropna().apply(float.is_integer).all():
+            if col in ("K", "n_images", "best_epoch", "epochs"):
+                df[col] = df[col].astype("Int64")
+    return df.astype(object).where(df.notna(), None)

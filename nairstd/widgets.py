@@ -15,7 +15,7 @@ explorer opens on a small-target image. The figure is drawn to stay readable at 
 (`min_font_pt_at`: no text under 8 pt at that width) and no marker is drawn over a label.
 
 The model forward is cached per (image, K), so the threshold and sigma sliders only redraw.
-The drawing helpers (`outline_patches`, `mark_objects`) are shared with Fig. 5 (reproduce.ablations).
+The drawing helpers (`outline_patches`, `mark_objects`, ...) live in `nairstd.plots` (Fig. 5 uses them too).
 """
 
 from __future__ import annotations
@@ -26,19 +26,21 @@ from typing import Any
 
 import numpy as np
 import torch
-from matplotlib import patches as mpatches
 from matplotlib import pyplot as plt
-from scipy import ndimage
 
 from nairstd.data.images import resize_image, resize_mask_nearest, standardize
 from nairstd.data.index import DatasetIndex
 from nairstd.data.stats import SMALL_TARGET_PX, target_areas
-from nairstd.metrics import IRSTDMetrics, ObjectMatch, TopKCoverage, target_patch_flags
-
-SELECTED_TARGET = "lime"  # selected patch holding a target
-SELECTED_EMPTY = "red"  # selected patch without a target
-MISSED = "yellow"  # target patch not selected (dashed)
-TARGET_PATCH = "red"  # soft-label panel: patch holding a target
+from nairstd.grid import pad_array, patch_means
+from nairstd.metrics import IRSTDMetrics, TopKCoverage, target_patch_flags
+from nairstd.models.scoring import soft_weight_map
+from nairstd.plots import (
+    TARGET_PATCH,
+    mark_objects,
+    object_legend_handles,
+    outline_patches,
+    patch_legend_handles,
+)
 
 # Readable at 1000 px wide (a JupyterLab output area in a 1440 px window): text of FONT_PT in a
 # figure W inches wide shows at FONT_PT * 1000 / (96 * W) pt, about 9.9 / W * 9 pt; it must stay
@@ -46,9 +48,6 @@ TARGET_PATCH = "red"  # soft-label panel: patch holding a target
 FIGSIZE = (10.5, 4.6)
 FONT_PT = 9.0
 TITLE_PT = 10.5
-DISPLAY_PX = 1000
-
-_EIGHT = np.ones((3, 3), dtype=bool)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -63,152 +62,6 @@ def load_sample(index: DatasetIndex, stem: str, size: int | None = 256):
         mask = resize_mask_nearest(mask, (size, size))
     x = torch.from_numpy(np.ascontiguousarray(standardize(image.astype(np.float32))))[None, None]
     return image, mask, x
-
-
-def pad_to(a: np.ndarray, multiple: int) -> np.ndarray:
-    """Zero-pad a 2-D array bottom/right to a multiple (the models' padding of the patch lattice)."""
-    h, w = a.shape
-    return np.pad(a, ((0, (-h) % multiple), (0, (-w) % multiple)))
-
-
-def soft_weight_map(mask: np.ndarray, sigma: float) -> np.ndarray:
-    """Pixel weights w(p) = max_c exp(-|p - c|^2 / (2 sigma^2)) over the target centroids c
-    (Eq. 10); the patch means of this map are the soft labels (Eq. 11)."""
-    h, w = mask.shape
-    lab, n = ndimage.label(mask, structure=_EIGHT)
-    out = np.zeros((h, w))
-    if not n:
-        return out
-    rr, cc = np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64)
-    for cy, cx in ndimage.center_of_mass(mask, lab, range(1, n + 1)):
-        gy = np.exp(-((rr - cy) ** 2) / (2 * sigma**2))
-        gx = np.exp(-((cc - cx) ** 2) / (2 * sigma**2))
-        np.maximum(out, np.outer(gy, gx), out=out)
-    return out
-
-
-def patch_means(a: np.ndarray, patch_size: int) -> np.ndarray:
-    """(H, W) -> (rows, cols) means over the P x P patches (H, W multiples of P)."""
-    h, w = a.shape
-    p = patch_size
-    return a.reshape(h // p, p, w // p, p).mean(axis=(1, 3))
-
-
-# -------------------------------------------------------------------------------------------------
-# Drawing helpers (also used by Fig. 5)
-# -------------------------------------------------------------------------------------------------
-def outline_patches(
-    ax: plt.Axes,
-    selected: np.ndarray,
-    target_flags: np.ndarray,
-    grid: tuple[int, int],
-    patch_size: int,
-    show_missed: bool = True,
-    linewidth: float = 1.4,
-    missed_colour: str = MISSED,
-    missed_style: str = "--",
-) -> dict[str, int]:
-    """Outline the selected patches on `ax` (image pixel coordinates): green when the patch holds
-    a target, red otherwise; dashed yellow (`missed_colour`, `missed_style`) for target patches
-    that were not selected. Returns the counts {"selected_target", "selected_empty", "missed"}."""
-    rows, cols = grid
-    p = patch_size
-    sel = {int(i) for i in np.asarray(selected).reshape(-1)}
-    flags = np.asarray(target_flags, dtype=bool).reshape(-1)
-    counts = {"selected_target": 0, "selected_empty": 0, "missed": 0}
-    for i in range(rows * cols):
-        r, c = divmod(i, cols)
-        xy = (c * p - 0.5, r * p - 0.5)
-        if i in sel:
-            colour = SELECTED_TARGET if flags[i] else SELECTED_EMPTY
-            counts["selected_target" if flags[i] else "selected_empty"] += 1
-            style = "-"
-        elif flags[i] and show_missed:
-            colour, style = missed_colour, missed_style
-            counts["missed"] += 1
-        else:
-            continue
-        ax.add_patch(
-            mpatches.Rectangle(
-                xy, p, p, fill=False, edgecolor=colour, linewidth=linewidth, linestyle=style
-            )
-        )
-    return counts
-
-
-def patch_legend_handles(show_missed: bool = True) -> list[mpatches.Patch]:
-    handles = [
-        mpatches.Patch(fill=False, edgecolor=SELECTED_TARGET, label="selected, holds a target"),
-        mpatches.Patch(fill=False, edgecolor=SELECTED_EMPTY, label="selected, no target"),
-    ]
-    if show_missed:
-        handles.append(
-            mpatches.Patch(
-                fill=False, edgecolor=MISSED, linestyle="--", label="target patch not selected"
-            )
-        )
-    return handles
-
-
-def mark_targets(ax: plt.Axes, mask: np.ndarray, radius: float = 7.0, colour: str = "cyan") -> None:
-    """A ring around every ground-truth object (8-connected), leaving the target itself visible."""
-    lab, n = ndimage.label(mask, structure=_EIGHT)
-    for cy, cx in ndimage.center_of_mass(mask, lab, range(1, n + 1)) if n else []:
-        ax.add_patch(mpatches.Circle((cx, cy), radius, fill=False, edgecolor=colour, linewidth=1))
-
-
-def mark_objects(ax: plt.Axes, match: ObjectMatch, radius: float = 6.0) -> None:
-    """Hits (green rings), misses (yellow rings, dashed) and false alarms (red squares)."""
-    matched_gt = {g for g, _ in match.pairs}
-    for k, (cy, cx) in enumerate(match.gt_centroids, start=1):
-        hit = k in matched_gt
-        ax.add_patch(
-            mpatches.Circle(
-                (cx, cy),
-                radius,
-                fill=False,
-                edgecolor="lime" if hit else "yellow",
-                linestyle="-" if hit else "--",
-                linewidth=1.3,
-            )
-        )
-    for k in match.unmatched_pred:
-        cy, cx = match.pred_centroids[k - 1]
-        ax.add_patch(
-            mpatches.Rectangle(
-                (cx - radius, cy - radius),
-                2 * radius,
-                2 * radius,
-                fill=False,
-                edgecolor="red",
-                linewidth=1.3,
-            )
-        )
-
-
-def object_legend_handles() -> list[Any]:
-    from matplotlib.lines import Line2D
-
-    return [
-        Line2D([], [], marker="o", ls="", mfc="none", mec="lime", label="target detected"),
-        Line2D([], [], marker="o", ls="", mfc="none", mec="yellow", label="target missed"),
-        Line2D([], [], marker="s", ls="", mfc="none", mec="red", label="false alarm"),
-    ]
-
-
-def min_font_pt_at(fig: plt.Figure, width_px: int = DISPLAY_PX) -> float:
-    """The smallest visible text of `fig`, in pt, when the saved figure (bbox "tight", as
-    `save_figure` writes it) is shown `width_px` CSS pixels wide (96 px per inch)."""
-    fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()
-    width_in = fig.get_tightbbox(renderer).width  # inches
-    scale = width_px / 96 / width_in
-    sizes = [
-        t.get_fontsize()
-        for t in fig.findobj(lambda a: hasattr(a, "get_fontsize") and hasattr(a, "get_text"))
-        if t.get_visible() and t.get_text()
-    ]
-    return min(sizes) * scale
 
 
 def image_label(stem: str, areas: np.ndarray) -> str:
@@ -314,7 +167,7 @@ class SelectionExplorer:
         """Per-image coverage / precision of the selection and IoU / Pd / Fa at `threshold`."""
         _, mask, _ = self.sample(stem)
         fwd = self.forward(stem, k)
-        flags = target_patch_flags(pad_to(mask, self.multiple), self.patch_size)
+        flags = target_patch_flags(pad_array(mask, self.multiple), self.patch_size)
         cov = TopKCoverage()
         cov.update(fwd.selected, flags)
         metrics = IRSTDMetrics(threshold=threshold)
@@ -358,7 +211,7 @@ class SelectionExplorer:
         )
 
         ax = axes[1]
-        padded = pad_to(mask, self.multiple)
+        padded = pad_array(mask, self.multiple)
         labels = patch_means(soft_weight_map(padded, sigma), p)
         h, w = padded.shape
         im = ax.imshow(

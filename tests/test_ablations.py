@@ -12,15 +12,12 @@ import torch
 from conftest import write_toolbox_dataset
 
 from nairstd.data import open_dataset
+from nairstd.grid import patch_means
 from nairstd.models import soft_patch_labels
 from nairstd.models.native_branch import patchify
+from nairstd.models.scoring import soft_weight_map
 from nairstd.reproduce import ablations
-from nairstd.widgets import (
-    SelectionExplorer,
-    explore_selection,
-    patch_means,
-    soft_weight_map,
-)
+from nairstd.widgets import SelectionExplorer, explore_selection
 from nairstd.zoo import build_model
 
 
@@ -221,7 +218,7 @@ def test_notebook_pair_exists():
 def test_explorer_figure_is_readable_at_1000_px_and_has_no_summary_drawn(toy):
     import matplotlib.pyplot as plt
 
-    from nairstd.widgets import min_font_pt_at
+    from nairstd.plots import min_font_pt_at
 
     explorer = SelectionExplorer(_model(), toy, toy.split("test"), size=64)
     fig = explorer.render(toy.split("test")[0], 4, 0.5, 8.0)

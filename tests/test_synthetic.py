@@ -1,4 +1,4 @@
-"""Tests of the synthetic IRSTD generator (nairstd/data/synthetic.py). Small images, few of them."""
+"""Tests of the synthetic IRSTD generator (nairstd/data/synthetic/). Small images, few of them."""
 
 from __future__ import annotations
 
@@ -19,13 +19,13 @@ from nairstd.data.synthetic import (
     preset,
     write_dataset,
 )
+from nairstd.grid import EIGHT_CONNECTED
 
-EIGHT = np.ones((3, 3), dtype=bool)
 SMALL = SyntheticConfig(n_images=4, image_size=128, seed=7)
 
 
 def _components(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    return ndimage.label(mask, structure=EIGHT)
+    return ndimage.label(mask, structure=EIGHT_CONNECTED)
 
 
 def test_same_seed_same_bytes_different_seed_differs():
@@ -80,9 +80,9 @@ def test_targets_brighter_than_surroundings():
     for image, mask, info in generate_images(cfg):
         for t in info["targets"]:
             assert t["scr"] > 2.0, info
-        ring = ndimage.binary_dilation(mask, EIGHT, iterations=6) & ~ndimage.binary_dilation(
-            mask, EIGHT, iterations=2
-        )
+        ring = ndimage.binary_dilation(
+            mask, EIGHT_CONNECTED, iterations=6
+        ) & ~ndimage.binary_dilation(mask, EIGHT_CONNECTED, iterations=2)
         assert image[mask].mean() > image[ring].mean()
 
 
@@ -200,7 +200,7 @@ def test_write_dataset_regenerates_changed_or_incomplete(tmp_path):
 def test_interrupted_write_leaves_no_complete_looking_folder(tmp_path, monkeypatch):
     cfg = SMALL.replace(n_images=6, image_size=64, targets_per_image=(1, 1))
     calls = {"n": 0}
-    real_save_png = syn.save_png
+    real_save_png = syn.writer.save_png
 
     def flaky_save_png(array, path):
         calls["n"] += 1
@@ -208,23 +208,23 @@ def test_interrupted_write_leaves_no_complete_looking_folder(tmp_path, monkeypat
             raise KeyboardInterrupt("simulated crash")
         return real_save_png(array, path)
 
-    monkeypatch.setattr(syn, "save_png", flaky_save_png)
+    monkeypatch.setattr(syn.writer, "save_png", flaky_save_png)
     with pytest.raises(KeyboardInterrupt):
         write_dataset(tmp_path, "crash", cfg)
     assert not (tmp_path / "crash").exists()
     assert list(tmp_path.iterdir()) == []  # temporary folder removed as well
 
     # an interrupted rebuild keeps the previous (complete, other-config) dataset intact
-    monkeypatch.setattr(syn, "save_png", real_save_png)
+    monkeypatch.setattr(syn.writer, "save_png", real_save_png)
     old_cfg = cfg.replace(n_images=3)
     write_dataset(tmp_path, "crash", old_cfg)
     calls["n"] = 0
-    monkeypatch.setattr(syn, "save_png", flaky_save_png)
+    monkeypatch.setattr(syn.writer, "save_png", flaky_save_png)
     with pytest.raises(KeyboardInterrupt):
         write_dataset(tmp_path, "crash", cfg)
     assert syn.dataset_is_complete(tmp_path / "crash", "crash", old_cfg)
     assert not syn.dataset_is_complete(tmp_path / "crash", "crash", cfg)
-    monkeypatch.setattr(syn, "save_png", real_save_png)
+    monkeypatch.setattr(syn.writer, "save_png", real_save_png)
     write_dataset(tmp_path, "crash", cfg)
     assert syn.dataset_is_complete(tmp_path / "crash", "crash", cfg)
 
@@ -246,7 +246,10 @@ def test_split_stems_small_and_seeded():
 
 
 def test_benchmark_and_cli(capsys):
-    assert syn.benchmark(n=2) > 0
-    assert syn.main(["--bench", "--n", "2"]) == 0
+    from nairstd.bench import main as bench_main
+    from nairstd.bench.synthetic import generator_rate
+
+    assert generator_rate(n=2) > 0
+    assert bench_main(["synthetic", "--n", "2"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("synthetic generator: ") and "images/s (256x256, 1 thread)" in out

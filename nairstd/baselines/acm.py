@@ -20,6 +20,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from nairstd.losses import soft_iou_loss
+from nairstd.models.layers import pad_to_multiple
 from nairstd.models.registry import register_model
 
 from .common import (
@@ -28,7 +29,6 @@ from .common import (
     FCNHead,
     PointwiseGate,
     main_logits,
-    pad_to,
     res_stage,
     sized_config,
     upsample_to,
@@ -95,7 +95,7 @@ class ACM(nn.Module):
 
     def forward(self, x: Tensor, return_aux: bool = False) -> Tensor | dict[str, Any]:
         H, W = x.shape[-2:]
-        xp = pad_to(x, self.pad_multiple)
+        xp = pad_to_multiple(x, self.pad_multiple, "replicate")
         c1 = self.layer1(self.stem(xp))
         c2 = self.layer2(c1)
         c3 = self.layer3(c2)

@@ -40,19 +40,6 @@ def sized_config(
     return cls(**values)
 
 
-def pad_to(x: Tensor, multiple: int) -> Tensor:
-    """Pad (bottom/right) H and W up to a multiple of `multiple`.
-
-    Replicate padding rather than zeros: these networks are built to respond to local contrast,
-    and a zero border next to a bright sky would be a strong artificial edge.
-    """
-    H, W = x.shape[-2:]
-    ph, pw = (-H) % multiple, (-W) % multiple
-    if ph == 0 and pw == 0:
-        return x
-    return F.pad(x, (0, pw, 0, ph), mode="replicate")
-
-
 def count_params(model: nn.Module) -> int:
     """Trainable parameter count."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -28,9 +28,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nairstd.losses import soft_iou_loss
+from nairstd.models.layers import pad_to_multiple
 from nairstd.models.registry import register_model
 
-from .common import ConvBNReLU, main_logits, pad_to, sized_config, upsample_to
+from .common import ConvBNReLU, main_logits, sized_config, upsample_to
 
 
 @dataclass
@@ -132,7 +133,7 @@ class DNANet(nn.Module):
 
     def forward(self, x: Tensor, return_aux: bool = False) -> Tensor | dict[str, Any]:
         H, W = x.shape[-2:]
-        xp = pad_to(x, self.pad_multiple)
+        xp = pad_to_multiple(x, self.pad_multiple, "replicate")
         L = self.levels
         X: dict[tuple[int, int], Tensor] = {}
         X[0, 0] = self.nodes["x0_0"](xp)

@@ -27,9 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nairstd.models.layers import pad_to_multiple
 from nairstd.models.registry import register_model
 
-from .common import ChannelGate, ConvBNReLU, main_logits, pad_to, sized_config, upsample_to
+from .common import ChannelGate, ConvBNReLU, main_logits, sized_config, upsample_to
 
 
 @dataclass
@@ -178,7 +179,7 @@ class UIUNet(nn.Module):
 
     def forward(self, x: Tensor, return_aux: bool = False) -> Tensor | dict[str, Any]:
         H, W = x.shape[-2:]
-        xp = pad_to(x, self.pad_multiple)
+        xp = pad_to_multiple(x, self.pad_multiple, "replicate")
         n = len(self.enc)
         skips = []
         h = xp

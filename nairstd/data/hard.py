@@ -8,7 +8,6 @@ Areas are measured after the resize, at the 256x256 the metrics use.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ import numpy as np
 from nairstd.data.images import resize_image, resize_mask_nearest
 from nairstd.data.index import DatasetIndex, open_dataset
 from nairstd.data.stats import SMALL_TARGET_PX, target_areas
-from nairstd.io import save_png, write_json, write_text
+from nairstd.io import atomic_dir, save_png, write_json, write_text
 
 HARD_NAME = "IRSTD-Hard"
 BUILDER_VERSION = 1
@@ -54,29 +53,28 @@ def build_irstd_hard(
         if {k: old.get(k) for k in meta} == meta:
             return open_dataset(out, name=name)
 
-    tmp = out.with_name(f".{name}.building")
-    shutil.rmtree(tmp, ignore_errors=True)
-    stems, per_source = [], {}
-    for source in sources:
-        chosen = select_hard(source, size)
-        per_source[source.name] = {"test_images": len(source.split("test")), "kept": len(chosen)}
-        for stem in chosen:
-            image, mask = source.load(stem)
-            image = resize_image(image, (size, size))
-            mask = resize_mask_nearest(mask, (size, size))
-            new_stem = f"{source.name}__{stem}"
-            save_png(np.round(image * 255).astype(np.uint8), tmp / "images" / f"{new_stem}.png")
-            save_png(mask, tmp / "masks" / f"{new_stem}.png")
-            stems.append(new_stem)
-    if not stems:
-        raise ValueError(
-            f"no test image of {', '.join(s.name for s in sources)} has only targets under "
-            f"{SMALL_TARGET_PX} px"
-        )
-    write_text(tmp / "img_idx" / f"test_{name}.txt", "\n".join(stems) + "\n")
-    write_json(tmp / "meta.json", {**meta, "per_source": per_source, "images": len(stems)})
-    # Swap in the finished folder last, so an interrupted build never looks complete.
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    # Built in a temporary folder swapped in last, so an interrupted build never looks complete.
+    with atomic_dir(out) as tmp:
+        stems, per_source = [], {}
+        for source in sources:
+            chosen = select_hard(source, size)
+            per_source[source.name] = {
+                "test_images": len(source.split("test")),
+                "kept": len(chosen),
+            }
+            for stem in chosen:
+                image, mask = source.load(stem)
+                image = resize_image(image, (size, size))
+                mask = resize_mask_nearest(mask, (size, size))
+                new_stem = f"{source.name}__{stem}"
+                save_png(np.round(image * 255).astype(np.uint8), tmp / "images" / f"{new_stem}.png")
+                save_png(mask, tmp / "masks" / f"{new_stem}.png")
+                stems.append(new_stem)
+        if not stems:
+            raise ValueError(
+                f"no test image of {', '.join(s.name for s in sources)} has only targets under "
+                f"{SMALL_TARGET_PX} px"
+            )
+        write_text(tmp / "img_idx" / f"test_{name}.txt", "\n".join(stems) + "\n")
+        write_json(tmp / "meta.json", {**meta, "per_source": per_source, "images": len(stems)})
     return open_dataset(out, name=name)

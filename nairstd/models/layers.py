@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nairstd.grid import pad_amount
+
 
 class ConvBNAct(nn.Sequential):
     """Conv2d -> BatchNorm -> ReLU (ReLU: the cheapest activation on CPU)."""
@@ -147,11 +149,13 @@ def pad_to_multiple(x: Tensor, multiple: int, mode: str = "zeros") -> Tensor:
     """Pad (B, C, H, W) at the bottom / right to multiples of `multiple`.
 
     Bottom/right only, so the patch lattice keeps its origin at the top-left pixel (the labels and
-    the metrics use the same lattice). "reflect" falls back to "replicate" when the image is
-    smaller than the pad (reflect needs pad < size).
+    the metrics use the same lattice, `nairstd.grid`). "reflect" falls back to "replicate" when the
+    image is smaller than the pad (reflect needs pad < size). The baselines pad with "replicate":
+    they respond to local contrast, and a zero border next to a bright sky would be a strong
+    artificial edge.
     """
     H, W = x.shape[-2:]
-    ph, pw = (-H) % multiple, (-W) % multiple
+    ph, pw = pad_amount(H, W, multiple)
     if ph == 0 and pw == 0:
         return x
     if mode == "zeros":
@@ -159,4 +163,6 @@ def pad_to_multiple(x: Tensor, multiple: int, mode: str = "zeros") -> Tensor:
     if mode == "reflect":
         m = "reflect" if ph < H and pw < W else "replicate"
         return F.pad(x, (0, pw, 0, ph), mode=m)
-    raise ValueError(f"unknown pad_mode {mode!r}; choose 'zeros' or 'reflect'")
+    if mode == "replicate":
+        return F.pad(x, (0, pw, 0, ph), mode="replicate")
+    raise ValueError(f"unknown pad_mode {mode!r}; choose 'zeros', 'reflect' or 'replicate'")

@@ -14,9 +14,9 @@ import torch.nn.functional as F
 from scipy import ndimage
 from torch import Tensor, nn
 
-from .layers import MLP
+from nairstd.grid import EIGHT_CONNECTED, pad_array, patch_flags, patch_means
 
-_EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+from .layers import MLP
 
 
 class ScoringMLP(nn.Module):
@@ -64,16 +64,24 @@ def _mask_numpy(mask: Tensor, patch_size: int) -> np.ndarray:
         raise ValueError(f"mask must be (B, 1, H, W), got {tuple(mask.shape)}")
     m = mask.detach().cpu()
     m = (m if m.dtype == torch.bool else m > 0.5).numpy()[:, 0]
-    H, W = m.shape[-2:]
-    ph, pw = (-H) % patch_size, (-W) % patch_size
-    return np.pad(m, ((0, 0), (0, ph), (0, pw)))
+    return pad_array(m, patch_size)
 
 
-def _patch_mean(a: np.ndarray, patch_size: int) -> np.ndarray:
-    """(H, W) -> (rows * cols,) patch means, row-major."""
-    H, W = a.shape
-    P = patch_size
-    return a.reshape(H // P, P, W // P, P).mean(axis=(1, 3)).reshape(-1)
+def soft_weight_map(mask: np.ndarray, sigma: float) -> np.ndarray:
+    """Pixel weights w(p) = max_{c in C} exp(-||p - c||^2 / (2 sigma^2)) (Eq. 10) of a bool (H, W)
+    mask; C = the centroids of its 8-connected components, w = 0 for an empty mask."""
+    H, W = mask.shape
+    lab, n = ndimage.label(mask, structure=EIGHT_CONNECTED)
+    w = np.zeros((H, W))
+    if n:
+        rr = np.arange(H, dtype=np.float64)
+        cc = np.arange(W, dtype=np.float64)
+        for cy, cx in ndimage.center_of_mass(mask, lab, range(1, n + 1)):
+            # exp is separable in the row and column offsets: an outer product per centre.
+            gy = np.exp(-((rr - cy) ** 2) / (2 * sigma**2))
+            gx = np.exp(-((cc - cx) ** 2) / (2 * sigma**2))
+            np.maximum(w, np.outer(gy, gx), out=w)
+    return w
 
 
 def soft_patch_labels(mask: Tensor, patch_size: int, sigma: float = 8.0) -> Tensor:
@@ -85,28 +93,14 @@ def soft_patch_labels(mask: Tensor, patch_size: int, sigma: float = 8.0) -> Tens
     index coordinates.
     """
     m = _mask_numpy(mask, patch_size)
-    H, W = m.shape[-2:]
-    rr = np.arange(H, dtype=np.float64)
-    cc = np.arange(W, dtype=np.float64)
-    out = []
-    for img in m:
-        lab, n = ndimage.label(img, structure=_EIGHT_CONNECTED)
-        w = np.zeros((H, W))
-        if n:
-            centres = ndimage.center_of_mass(img, lab, range(1, n + 1))
-            for cy, cx in centres:
-                # exp is separable in the row and column offsets: an outer product per centre.
-                gy = np.exp(-((rr - cy) ** 2) / (2 * sigma**2))
-                gx = np.exp(-((cc - cx) ** 2) / (2 * sigma**2))
-                np.maximum(w, np.outer(gy, gx), out=w)
-        out.append(_patch_mean(w, patch_size))
+    out = [patch_means(soft_weight_map(img, sigma), patch_size).reshape(-1) for img in m]
     return torch.from_numpy(np.stack(out)).float().to(mask.device)
 
 
 def hard_patch_labels(mask: Tensor, patch_size: int) -> Tensor:
     """Hard patch labels (ablation): 1.0 where the patch holds any ground-truth pixel -> (B, N)."""
     m = _mask_numpy(mask, patch_size)
-    out = [_patch_mean(img.astype(np.float64), patch_size) > 0 for img in m]
+    out = [patch_flags(img, patch_size) for img in m]
     return torch.from_numpy(np.stack(out)).float().to(mask.device)
 
 

@@ -28,8 +28,7 @@ from nairstd.reproduce.claims import (
     save_claims,
     verdict_rows,
 )
-from nairstd.reproduce.stage1 import markdown_ready
-from nairstd.tables import mean_std_cells, over_seeds, reported, write_table
+from nairstd.tables import markdown_ready, mean_std_cells, over_seeds, reported, write_table
 
 # Table IV: arm -> the paper's variant key (reported CSV) and column title.
 BRANCH_ARMS = {"detector": "none", "dense_cnn": "dense_cnn", "two_stage_soft": "patch_2d1d"}

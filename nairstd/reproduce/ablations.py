@@ -23,23 +23,17 @@ from torch import Tensor
 
 from nairstd.data.index import DatasetIndex
 from nairstd.data.stats import SMALL_TARGET_PX, target_areas
+from nairstd.grid import pad_array
 from nairstd.metrics import target_patch_flags
 from nairstd.models.native_branch import unpatchify
-from nairstd.plots import save_figure
+from nairstd.plots import mark_targets, outline_patches, patch_legend_handles, save_figure
 from nairstd.profiles import get_profile
 from nairstd.reproduce.arms import Trained, measure
 from nairstd.reproduce.parallel import describe
-from nairstd.reproduce.stage1 import markdown_ready
-from nairstd.tables import write_table
+from nairstd.tables import markdown_ready, write_table
 from nairstd.train import RunResult, train
 from nairstd.train.config import TrainConfig
-from nairstd.widgets import (
-    load_sample,
-    mark_targets,
-    outline_patches,
-    pad_to,
-    patch_legend_handles,
-)
+from nairstd.widgets import load_sample
 
 KS = (1, 2, 3, 5, 8, 16)
 METRICS = ["IoU", "nIoU", "Pd", "Fa", "FA_per_image", "coverage", "precision", "n_images"]
@@ -280,7 +274,7 @@ def fig5(
     for row, stem in enumerate(stems):
         image, mask, x = load_sample(index, stem)
         maps = feature_maps(model, x)
-        flags = target_patch_flags(pad_to(mask, multiple), model.patch_size)
+        flags = target_patch_flags(pad_array(mask, multiple), model.patch_size)
         panels = [
             (image, "gray"),
             (maps["detector"], "inferno"),

@@ -22,6 +22,7 @@ import torch
 from scipy import ndimage
 
 from nairstd.data.index import DatasetIndex
+from nairstd.grid import EIGHT_CONNECTED
 from nairstd.io import write_json
 from nairstd.metrics import IRSTDMetrics
 from nairstd.paths import outputs_root
@@ -145,12 +146,11 @@ def peer_metrics(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]
     """
     tp = fp = fn = 0
     detected = targets = false_px = background = 0
-    eight = np.ones((3, 3), dtype=bool)
     for pred, gt in pairs:
         tp += int(np.sum(pred & gt))
         fp += int(np.sum(pred & ~gt))
         fn += int(np.sum(~pred & gt))
-        labels, n = ndimage.label(gt, structure=eight)
+        labels, n = ndimage.label(gt, structure=EIGHT_CONNECTED)
         if n == 0:
             continue  # their Pd/Fa skip images without a target
         targets += n
@@ -174,11 +174,10 @@ def toolbox_pd_fa(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float
     predicted object whose centroid lies < 3 px away (not the nearest); Fa sums the areas of the
     predicted objects whose area equals no matched object's area, over all pixels.
     """
-    eight = np.ones((3, 3), dtype=bool)
     matched_total = targets = fa_pixels = all_pixels = 0
     for pred, gt in pairs:
-        pl, npred = ndimage.label(pred, structure=eight)
-        gl, ngt = ndimage.label(gt, structure=eight)
+        pl, npred = ndimage.label(pred, structure=EIGHT_CONNECTED)
+        gl, ngt = ndimage.label(gt, structure=EIGHT_CONNECTED)
         pc = ndimage.center_of_mass(pred, pl, range(1, npred + 1)) if npred else []
         gc = ndimage.center_of_mass(gt, gl, range(1, ngt + 1)) if ngt else []
         areas = list(np.bincount(pl.ravel(), minlength=npred + 1)[1:]) if npred else []

@@ -23,7 +23,7 @@ from nairstd.reproduce.claims import (
     verdict_rows,
 )
 from nairstd.reproduce.parallel import EvalSpec
-from nairstd.tables import mean_std_cells, over_seeds, write_table
+from nairstd.tables import markdown_ready, mean_std_cells, over_seeds, write_table
 from nairstd.train import RunResult, topk_coverage_curve
 from nairstd.train.config import cpu_threads, profile_threads
 
@@ -269,17 +269,6 @@ def write_fig7_table(table: pd.DataFrame, out_dir: Path, profile: str, dataset: 
         "the paper reports Fig. 7 as a plot only (no numbers to compare)",
     ]
     write_table(wide, out_dir, "fig7_topk_coverage", "Fig. 7 - Top-K coverage", notes)
-
-
-def markdown_ready(df: pd.DataFrame) -> pd.DataFrame:
-    """Cells as Python objects with None for missing: ints print as ints and missing cells as
-    'n/c' in the Markdown table (a float frame would print 1.00 and nan)."""
-    df = df.copy()
-    for col in df.columns:
-        if df[col].dtype.kind == "f" and df[col].dropna().apply(float.is_integer).all():
-            if col in ("K", "n_images", "best_epoch", "epochs"):
-                df[col] = df[col].astype("Int64")
-    return df.astype(object).where(df.notna(), None)
 
 
 def stage1_curves(runs: dict[str, RunResult], path: Path) -> Path:

@@ -13,8 +13,7 @@ from nairstd.plots import save_figure
 from nairstd.profiles import get_profile
 from nairstd.reproduce.arms import Trained, train_arms
 from nairstd.reproduce.common import cached_eval
-from nairstd.reproduce.stage1 import markdown_ready
-from nairstd.tables import mean_std_cells, over_seeds, reported, write_table
+from nairstd.tables import markdown_ready, mean_std_cells, over_seeds, reported, write_table
 from nairstd.train import RunResult
 from nairstd.train.config import cpu_threads, profile_threads
 

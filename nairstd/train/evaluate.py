@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Subset
 
@@ -26,6 +25,7 @@ from nairstd.data.dataset import IRSTDDataset
 from nairstd.data.index import DatasetIndex, find_dataset
 from nairstd.data.preprocess import checkpoint_preprocessing
 from nairstd.metrics import IRSTDMetrics, TopKCoverage, target_patch_flags
+from nairstd.models.layers import pad_to_multiple
 from nairstd.models.traits import has_native_branch, pad_multiple, unwrap
 from nairstd.train.checkpoint import load_model, resolve_device
 from nairstd.zoo import classical_method
@@ -33,8 +33,7 @@ from nairstd.zoo import classical_method
 
 def pad_masks(mask: Tensor, multiple: int) -> Tensor:
     """Zero-pad (B, 1, H, W) masks bottom/right to a multiple, as the models pad their input."""
-    h, w = mask.shape[-2:]
-    return F.pad(mask, (0, (-w) % multiple, 0, (-h) % multiple))
+    return pad_to_multiple(mask, multiple)
 
 
 def patch_labels(mask: Tensor, model: nn.Module, label: str, sigma: float) -> Tensor:

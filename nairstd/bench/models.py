@@ -1,4 +1,4 @@
-"""Benchmarks: `python -m nairstd.bench model [--size tiny|base] [--variants ...] [--json]`.
+"""Model benchmarks: `python -m nairstd bench model [--size tiny|base] [--variants ...] [--json]`.
 
 For every model variant at 256 x 256: parameters, FLOPs (FlopCounterMode under the math SDPA
 backend, so the attention matmuls are counted; FLOPs = 2 x multiply-adds), median CPU latency at
@@ -8,12 +8,10 @@ the cross-scale injection at K = top_k versus dense injection of all N patches (
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import json
 import os
 import statistics
-import sys
 import time
 from typing import Any
 
@@ -23,10 +21,9 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from nairstd.models.layers import pad_to_multiple, to_memory_format
 from nairstd.models.na_irstd import NaIRSTD
 from nairstd.models.scoring import k_for, select_top_k
-from nairstd.zoo import build_model, list_models
+from nairstd.zoo import build_model
 
 DEFAULT_VARIANTS = ("detector", "detector_ds2", "dense_cnn", "na_irstd")
 
@@ -197,118 +194,6 @@ def bench_models(
     return rows
 
 
-def _stages(model: nn.Module, x: torch.Tensor) -> list[tuple[str, Any, tuple]]:
-    """(name, fn, args) for each pipeline stage of a detector or Na-IRSTD forward, inputs ready."""
-    with torch.inference_mode():
-        if isinstance(model, NaIRSTD):
-            xp = model._pad(x)
-            feats_na, tokens, grid = model.native(xp)
-            logits = model.scorer(tokens)
-            sel = select_top_k(logits, k_for(logits.shape[1], model.top_k))
-            feats_bb, skip = model.detector.encode(xp)
-            fused = model.injection(feats_bb, feats_na, sel, grid)
-
-            def score_topk(t: torch.Tensor) -> torch.Tensor:
-                s = model.scorer(t)
-                return select_top_k(s, k_for(s.shape[1], model.top_k))
-
-            return [
-                ("native branch (PDE+GPM)", model.native, (xp,)),
-                ("scorer + Top-K", score_topk, (tokens,)),
-                ("detector encoder", model.detector.encode, (xp,)),
-                (
-                    "injection",
-                    lambda a, b, c: model.injection(a, b, c, grid),
-                    (feats_bb, feats_na, sel),
-                ),
-                ("detector decoder", model.detector.decode, (fused, skip, xp)),
-            ]
-        cfg = model.config
-        xp = to_memory_format(
-            pad_to_multiple(x, model.pad_multiple, cfg.pad_mode), cfg.channels_last
-        )
-        feats_bb, skip = model.encode(xp)
-        return [
-            ("detector encoder", model.encode, (xp,)),
-            ("detector decoder", model.decode, (feats_bb, skip, xp)),
-        ]
-
-
-@torch.inference_mode()
-def _best_ms(fn, args: tuple, reps: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn(*args)
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn(*args)
-        best = min(best, time.perf_counter() - t0)
-    return 1000 * best
-
-
-def profile_ops(
-    size: str = "tiny",
-    variants: tuple[str, ...] = ("detector", "na_irstd"),
-    batches: tuple[int, ...] = (1, 8),
-    modes: tuple[str, ...] = ("eager", "compiled"),
-    hw: int = 256,
-    reps: int = 10,
-    top: int = 8,
-) -> list[dict[str, Any]]:
-    """Where the time goes: best-of-`reps` ms per pipeline stage (each stage timed alone on its
-    real inputs; compiled = each stage compiled on its own, so fusion across stages is lost) and
-    the whole forward, plus the `top` aten ops by self CPU time (torch.profiler, eager)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    from nairstd.compiling import compile_model
-
-    rows: list[dict[str, Any]] = []
-    for name in variants:
-        torch.manual_seed(0)
-        model = build_model(name, size=size).eval()
-        for b in batches:
-            x = torch.randn(b, 1, hw, hw)
-            for mode in modes:
-                wrap = compile_model if mode == "compiled" else (lambda f: f)
-                stages = [(s, wrap(f), a) for s, f, a in _stages(model, x)]
-                row: dict[str, Any] = {"variant": name, "batch": b, "mode": mode, "stages_ms": {}}
-                for s, f, a in stages:
-                    row["stages_ms"][s] = _best_ms(f, a, reps)
-                row["forward_ms"] = _best_ms(wrap(model), (x,), reps)
-                if mode == "eager":
-                    with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU]) as prof:
-                        model(x)
-                    events = sorted(
-                        prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True
-                    )
-                    row["top_ops_ms"] = {e.key: e.self_cpu_time_total / 1000 for e in events[:top]}
-                rows.append(row)
-    return rows
-
-
-def format_profile(rows: list[dict[str, Any]]) -> str:
-    """Per-stage table of `profile_ops` rows, plus the top ops of each eager run."""
-    lines = [
-        f"Per-stage latency (best ms), CPU threads={torch.get_num_threads()}, "
-        f"torch {torch.__version__}; compiled stages are compiled one by one"
-    ]
-    for r in rows:
-        total = sum(r["stages_ms"].values())
-        lines.append(
-            f"{r['variant']} batch {r['batch']} {r['mode']}: forward {r['forward_ms']:.2f} ms "
-            f"(stages sum {total:.2f} ms)"
-        )
-        for s, ms in r["stages_ms"].items():
-            lines.append(f"    {s:26s} {ms:9.2f} ms  {100 * ms / max(total, 1e-9):5.1f}%")
-        for op, ms in r.get("top_ops_ms", {}).items():
-            lines.append(f"      op {op:32s} {ms:9.2f} ms (profiled run)")
-    by = {(r["variant"], r["batch"], r["mode"]): r["forward_ms"] for r in rows}
-    for (v, b, m), ms in by.items():
-        if v == "na_irstd" and ("detector", b, m) in by:
-            lines.append(f"na_irstd / detector, batch {b}, {m}: {ms / by[('detector', b, m)]:.2f}x")
-    return "\n".join(lines)
-
-
 def format_table(rows: list[dict[str, Any]], hw: int = 256, batch: int = 8) -> str:
     """Readable aligned table of `bench_models` rows."""
     tuned = bool(rows) and rows[0].get("malloc_tuned")
@@ -359,108 +244,3 @@ def format_table(rows: list[dict[str, Any]], hw: int = 256, batch: int = 8) -> s
             line += f"; FLOPs {na['gflops'] / det['gflops']:.2f}x"
         lines.append(line)
     return "\n".join(head + lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m nairstd.bench", description=__doc__.splitlines()[0]
-    )
-    sub = parser.add_subparsers(dest="what", required=True)
-    p = sub.add_parser("model", help="parameters, FLOPs, latency, training throughput per variant")
-    p.add_argument("--size", default="tiny", choices=["tiny", "base"])
-    p.add_argument(
-        "--variants",
-        nargs="+",
-        default=None,
-        help=f"default: {' '.join(DEFAULT_VARIANTS)}; 'all': every registered model (baselines too)",
-    )
-    p.add_argument("--hw", type=int, default=256, help="square input size (default 256)")
-    p.add_argument("--batch", type=int, default=8, help="training batch (default 8)")
-    p.add_argument("--iters", type=int, default=20, help="timed latency iterations")
-    p.add_argument("--train-steps", type=int, default=6, help="timed training steps")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument(
-        "--no-malloc-tuning", action="store_true", help="keep glibc's default mmap/trim thresholds"
-    )
-    p.add_argument(
-        "--compile",
-        default="auto",
-        choices=["auto", "on", "off"],
-        help="auto/on (default auto): eager and torch.compile latency side by side (tens of "
-        "seconds of compile per variant and batch); off: eager only",
-    )
-    p.add_argument(
-        "--latency-batches",
-        type=int,
-        nargs="+",
-        default=[1],
-        help="eval-latency batch sizes (default 1)",
-    )
-    p.add_argument(
-        "--profile-ops",
-        action="store_true",
-        help="instead of the table: where the time goes, per pipeline stage (native branch, "
-        "scorer, encoder, injection, decoder) and top aten ops (torch.profiler), for "
-        "detector and na_irstd (or --variants) at --latency-batches (default 1 8), eager and "
-        "compiled (unless --compile off)",
-    )
-    sub.add_parser("predict", help="eager vs compiled frames/s and MP/s of predict (see --help)")
-    c = sub.add_parser("classical", help="seconds per 256x256 image of each classical method")
-    c.add_argument("--n", type=int, default=3, help="images to time per method")
-    c.add_argument("--json", action="store_true", help="print JSON")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "predict":  # its own options live in nairstd.train.bench_predict
-        from nairstd.train.bench_predict import main as bench_predict_main
-
-        return bench_predict_main(argv[1:])
-    args = parser.parse_args(argv)
-    if args.what == "classical":
-        from nairstd.baselines import benchmark_classical
-
-        seconds = benchmark_classical(n=args.n, size=256)
-        if args.json:
-            print(json.dumps(seconds, indent=2))
-        else:
-            for name, value in seconds.items():
-                print(f"{name:8s} {value:8.3f} s per 256x256 image")
-        return 0
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.variants == ["all"]:
-        args.variants = list_models()
-    if args.variants:
-        unknown = sorted(set(args.variants) - set(list_models()))
-        if unknown:
-            parser.error(f"unknown variants {unknown}; registered: {list_models()}")
-    if args.profile_ops:
-        if not args.no_malloc_tuning:
-            tune_malloc()
-        batches = tuple(args.latency_batches) if args.latency_batches != [1] else (1, 8)
-        rows = profile_ops(
-            args.size,
-            tuple(args.variants or ("detector", "na_irstd")),
-            batches,
-            ("eager",) if args.compile == "off" else ("eager", "compiled"),
-            hw=args.hw,
-            reps=args.iters,
-        )
-        print(json.dumps(rows, indent=2) if args.json else format_profile(rows))
-        return 0
-    bench_models(
-        args.size,
-        args.variants,
-        args.json,
-        hw=args.hw,
-        batch=args.batch,
-        iters=args.iters,
-        train_steps=args.train_steps,
-        malloc_tuning=not args.no_malloc_tuning,
-        compiled=args.compile != "off",
-        latency_batches=tuple(args.latency_batches),
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

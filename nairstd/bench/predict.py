@@ -9,7 +9,6 @@ detections) on generated 8-bit images, with an untrained model of the given size
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -141,47 +140,3 @@ def format_rows(rows: list[dict]) -> str:
             ratio = by[(image, "eager")]["forward_ms"] / r["forward_ms"]
             lines.append(f"{image}: compiled forward is {ratio:.2f}x eager speed")
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    from nairstd.compiling import COMPILE_CHOICES
-
-    parser = argparse.ArgumentParser(prog="python -m nairstd bench predict", description=__doc__)
-    parser.add_argument("--size", default="tiny", choices=["tiny", "base"])
-    parser.add_argument("--model", default="na_irstd")
-    parser.add_argument("--n", type=int, default=10, help="timed forwards / images per size")
-    parser.add_argument(
-        "--sizes",
-        nargs="+",
-        type=parse_size,
-        default=[parse_size(s) for s in DEFAULT_SIZES],
-        help="frame sizes WIDTHxHEIGHT (default 640x512 1920x1080)",
-    )
-    parser.add_argument("--protocol", default="native", choices=["native", "resize256"])
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument(
-        "--compile",
-        default="auto",
-        choices=COMPILE_CHOICES,
-        help="auto/on (default auto): eager and compiled side by side; off: eager only",
-    )
-    parser.add_argument("--no-end-to-end", action="store_true", help="forward timings only")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
-    modes = ("eager",) if args.compile == "off" else ("eager", "compiled")
-    rows = bench_predict(
-        args.size,
-        args.model,
-        args.n,
-        tuple(args.sizes),
-        args.protocol,
-        args.device,
-        modes,
-        not args.no_end_to_end,
-    )
-    print(json.dumps(rows, indent=2) if args.json else format_rows(rows))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

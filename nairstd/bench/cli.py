@@ -1,0 +1,166 @@
+"""Benchmarks: `python -m nairstd bench model|predict|classical|synthetic ...` (also `python -m nairstd.bench`).
+
+`model`: parameters, FLOPs, latency and training throughput per variant (`bench.models`), or with
+`--profile-ops` where the time goes (`bench.ops`); `predict`: eager vs compiled detection
+throughput (`bench.predict`); `classical`: seconds per image of each classical method;
+`synthetic`: images/s of the synthetic-data generator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+from nairstd.bench import predict as predict_module
+from nairstd.bench.models import DEFAULT_VARIANTS, bench_models, tune_malloc
+from nairstd.bench.ops import format_profile, profile_ops
+from nairstd.bench.predict import DEFAULT_SIZES, bench_predict, format_rows, parse_size
+from nairstd.compiling import COMPILE_CHOICES
+from nairstd.zoo import list_models
+
+
+def _predict(args: argparse.Namespace) -> int:
+    modes = ("eager",) if args.compile == "off" else ("eager", "compiled")
+    rows = bench_predict(
+        args.size,
+        args.model,
+        args.n,
+        tuple(args.sizes),
+        args.protocol,
+        args.device,
+        modes,
+        not args.no_end_to_end,
+    )
+    print(json.dumps(rows, indent=2) if args.json else format_rows(rows))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m nairstd bench", description=__doc__.splitlines()[0]
+    )
+    sub = parser.add_subparsers(dest="what", required=True)
+    p = sub.add_parser("model", help="parameters, FLOPs, latency, training throughput per variant")
+    p.add_argument("--size", default="tiny", choices=["tiny", "base"])
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        default=None,
+        help=f"default: {' '.join(DEFAULT_VARIANTS)}; 'all': every registered model (baselines too)",
+    )
+    p.add_argument("--hw", type=int, default=256, help="square input size (default 256)")
+    p.add_argument("--batch", type=int, default=8, help="training batch (default 8)")
+    p.add_argument("--iters", type=int, default=20, help="timed latency iterations")
+    p.add_argument("--train-steps", type=int, default=6, help="timed training steps")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument(
+        "--no-malloc-tuning", action="store_true", help="keep glibc's default mmap/trim thresholds"
+    )
+    p.add_argument(
+        "--compile",
+        default="auto",
+        choices=["auto", "on", "off"],
+        help="auto/on (default auto): eager and torch.compile latency side by side (tens of "
+        "seconds of compile per variant and batch); off: eager only",
+    )
+    p.add_argument(
+        "--latency-batches",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="eval-latency batch sizes (default 1)",
+    )
+    p.add_argument(
+        "--profile-ops",
+        action="store_true",
+        help="instead of the table: where the time goes, per pipeline stage (native branch, "
+        "scorer, encoder, injection, decoder) and top aten ops (torch.profiler), for "
+        "detector and na_irstd (or --variants) at --latency-batches (default 1 8), eager and "
+        "compiled (unless --compile off)",
+    )
+    q = sub.add_parser(
+        "predict",
+        help="eager vs compiled frames/s and MP/s of predict (see --help)",
+        description=predict_module.__doc__,
+    )
+    q.add_argument("--size", default="tiny", choices=["tiny", "base"])
+    q.add_argument("--model", default="na_irstd")
+    q.add_argument("--n", type=int, default=10, help="timed forwards / images per size")
+    q.add_argument(
+        "--sizes",
+        nargs="+",
+        type=parse_size,
+        default=[parse_size(s) for s in DEFAULT_SIZES],
+        help="frame sizes WIDTHxHEIGHT (default 640x512 1920x1080)",
+    )
+    q.add_argument("--protocol", default="native", choices=["native", "resize256"])
+    q.add_argument("--device", default="cpu")
+    q.add_argument(
+        "--compile",
+        default="auto",
+        choices=COMPILE_CHOICES,
+        help="auto/on (default auto): eager and compiled side by side; off: eager only",
+    )
+    q.add_argument("--no-end-to-end", action="store_true", help="forward timings only")
+    q.add_argument("--json", action="store_true")
+    s = sub.add_parser("synthetic", help="images/s of the synthetic-data generator (one core)")
+    s.add_argument("--n", type=int, default=200, help="images to generate")
+    c = sub.add_parser("classical", help="seconds per 256x256 image of each classical method")
+    c.add_argument("--n", type=int, default=3, help="images to time per method")
+    c.add_argument("--json", action="store_true", help="print JSON")
+    args = parser.parse_args(argv)
+    if args.what == "predict":
+        return _predict(args)
+    if args.what == "synthetic":
+        from nairstd.bench.synthetic import format_rate, generator_rate
+
+        print(format_rate(generator_rate(args.n)))
+        return 0
+    if args.what == "classical":
+        from nairstd.baselines import benchmark_classical
+
+        seconds = benchmark_classical(n=args.n, size=256)
+        if args.json:
+            print(json.dumps(seconds, indent=2))
+        else:
+            for name, value in seconds.items():
+                print(f"{name:8s} {value:8.3f} s per 256x256 image")
+        return 0
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.variants == ["all"]:
+        args.variants = list_models()
+    if args.variants:
+        unknown = sorted(set(args.variants) - set(list_models()))
+        if unknown:
+            parser.error(f"unknown variants {unknown}; registered: {list_models()}")
+    if args.profile_ops:
+        if not args.no_malloc_tuning:
+            tune_malloc()
+        batches = tuple(args.latency_batches) if args.latency_batches != [1] else (1, 8)
+        rows = profile_ops(
+            args.size,
+            tuple(args.variants or ("detector", "na_irstd")),
+            batches,
+            ("eager",) if args.compile == "off" else ("eager", "compiled"),
+            hw=args.hw,
+            reps=args.iters,
+        )
+        print(json.dumps(rows, indent=2) if args.json else format_profile(rows))
+        return 0
+    bench_models(
+        args.size,
+        args.variants,
+        args.json,
+        hw=args.hw,
+        batch=args.batch,
+        iters=args.iters,
+        train_steps=args.train_steps,
+        malloc_tuning=not args.no_malloc_tuning,
+        compiled=args.compile != "off",
+        latency_batches=tuple(args.latency_batches),
+    )
+    return 0
