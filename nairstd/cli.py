@@ -3,246 +3,19 @@
 Verbs: data stats | data synth | data hard | score | bench | train | eval | predict.
 Every bad input (a missing or unreadable file, a bad option value, an unusable checkpoint or
 output folder) prints one line `error: ...` and exits with status 2: option values are checked by
-argparse types, and everything else is turned into that line in one place, `main`.
+argparse types, and everything else is turned into that line in one place, `main`. What each
+verb does is in `nairstd.commands`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import warnings
-from collections import Counter
-from pathlib import Path
 
+from nairstd import commands
 from nairstd.compiling import COMPILE_CHOICES, COMPILE_HELP
 from nairstd.data.images import DataError
-
-
-def _cmd_data_stats(args: argparse.Namespace) -> int:
-    from nairstd.data.index import discover_datasets, find_dataset
-    from nairstd.data.stats import dataset_stats, format_stats
-
-    if args.path:
-        indices = [find_dataset(p, args.data_root) for p in args.path]
-    else:
-        indices = discover_datasets(args.data_root)
-        if not indices:
-            raise DataError("no dataset found in the data roots; give a PATH or set NAIRSTD_DATA")
-    all_stats = [dataset_stats(index) for index in indices]
-    if args.json:
-        print(json.dumps(all_stats, indent=2))
-    else:
-        print("\n\n".join(format_stats(s) for s in all_stats))
-    return 0
-
-
-def _cmd_data_synth(args: argparse.Namespace) -> int:
-    from nairstd.data.synthetic import PRESETS, preset, write_dataset
-    from nairstd.paths import generated_data_root
-
-    out_root = Path(args.out) if args.out else generated_data_root()
-    for name in args.name or list(PRESETS):
-        path = write_dataset(out_root, name, preset(name, args.profile))
-        print(f"{name}: {path}")
-    return 0
-
-
-def _cmd_data_hard(args: argparse.Namespace) -> int:
-    from nairstd.data.hard import build_irstd_hard
-    from nairstd.data.index import find_dataset
-    from nairstd.paths import generated_data_root
-
-    sources = [find_dataset(s, args.data_root) for s in args.sources]
-    out_root = Path(args.out) if args.out else generated_data_root()
-    hard = build_irstd_hard(sources, out_root)
-    print(f"{hard.name}: {len(hard.split('test'))} test images in {hard.root}")
-    return 0
-
-
-def _cmd_score(args: argparse.Namespace) -> int:
-    from nairstd.data.index import _read_list as read_list
-    from nairstd.data.index import find_dataset
-    from nairstd.metrics import format_metrics
-    from nairstd.score import score_folder
-
-    index = find_dataset(args.data, args.data_root)
-    if args.list:
-        list_file = Path(args.list)
-        if not list_file.is_file():
-            raise DataError(f"{list_file}: list file not found")
-        stems = read_list(list_file)
-        source = list_file
-    else:
-        stems = index.split(args.split)
-        source = index.root
-    if not stems:
-        raise DataError(f"{source}: split {args.split!r} is empty")
-    repeated = sorted(stem for stem, n in Counter(stems).items() if n > 1)
-    if repeated:
-        raise DataError(
-            f"{source}: {len(repeated)} image(s) listed more than once, e.g. {repeated[0]}"
-        )
-    result = score_folder(args.pred, index, stems, protocol=args.protocol)
-    if args.json:
-        print(json.dumps(_json_safe(result), indent=2, allow_nan=False))
-    else:
-        print(
-            f"{index.name} ({len(stems)} images, protocol {args.protocol}): {format_metrics(result)}"
-        )
-    return 0
-
-
-def _cmd_bench(args: argparse.Namespace) -> int:
-    from nairstd import bench
-
-    return bench.main(args.rest) or 0
-
-
-def _is_main_process() -> bool:
-    import os
-
-    return os.environ.get("RANK", "0") == "0"
-
-
-def _json_safe(obj):
-    """NaN/inf become null so the JSON is strict."""
-    import math
-
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
-def _cmd_train(args: argparse.Namespace) -> int:
-    from nairstd.train import profile_config, train
-
-    overrides = None
-    if args.model_args:
-        try:
-            overrides = json.loads(args.model_args)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"--model-args: not valid JSON ({err})") from None
-        if not isinstance(overrides, dict):
-            raise ValueError(f"--model-args: expected a JSON object, got {args.model_args!r}")
-    try:
-        config = profile_config(
-            args.profile,
-            args.stage,
-            model=args.model,
-            size=args.size,
-            dataset=args.dataset,
-            label=args.label,
-            init_from=args.init,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            crop_size=args.crop,
-            image_size=args.image_size,
-            protocol=args.protocol,
-            max_steps=args.max_steps,
-            top_k=args.top_k,
-            seed=args.seed,
-            loss=args.loss,
-            lr_gamma=args.lr_gamma,
-            device=args.device,
-            workers=args.workers,
-            amp=False if args.no_amp else None,
-            model_overrides=overrides,
-        )
-        result = train(
-            config,
-            runs_dir=args.out,
-            data_root=args.data_root,
-            progress=False if args.no_progress else None,
-            auto_stage1=not args.no_auto_stage1,
-        )
-    finally:
-        from nairstd.train.ddp import shutdown
-
-        shutdown()  # torchrun: leave the process group
-    if not _is_main_process():
-        return 0
-    state = "reused finished run" if result.reused else "finished"
-    print(f"{state}: {result.run_dir}")
-    val = result.metrics.get("val") or {}
-    if args.json:
-        print(json.dumps(_json_safe({"run_dir": str(result.run_dir), **result.metrics}), indent=2))
-    elif "IoU" in val:
-        from nairstd.metrics import format_metrics
-
-        print(f"best epoch {result.metrics.get('best_epoch')} (val): {format_metrics(val)}")
-    elif "coverage" in val:
-        print(
-            f"best epoch {result.metrics.get('best_epoch')} (val): Top-K coverage "
-            f"{val['coverage']:.2f} | precision {val['precision']:.2f}"
-        )
-    return 0
-
-
-def _cmd_eval(args: argparse.Namespace) -> int:
-    from nairstd.metrics import format_metrics
-    from nairstd.train import evaluate_checkpoint
-    from nairstd.train.evaluate import evaluate_classical
-    from nairstd.zoo import classical_method
-
-    if classical_method(args.checkpoint) is not None:
-        result = evaluate_classical(
-            args.checkpoint, args.dataset, args.split, args.protocol, args.limit, args.data_root
-        )
-    else:
-        result = evaluate_checkpoint(
-            args.checkpoint,
-            args.dataset,
-            split=args.split,
-            protocol=args.protocol,
-            batch_size=args.batch_size,
-            device=args.device,
-            limit=args.limit,
-            data_root=args.data_root,
-            compile_mode=args.compile,
-        )
-    if args.json:
-        print(json.dumps(_json_safe(result), indent=2))
-        return 0
-    print(
-        f"{result['dataset']} {result['split']} ({result['n_images']} images, protocol "
-        f"{result['protocol']}): {format_metrics(result)}"
-    )
-    if "coverage" in result:
-        print(
-            f"Top-K (K={result['top_k']}): coverage {result['coverage']:.2f} | "
-            f"precision {result['precision']:.2f}"
-        )
-    return 0
-
-
-def _cmd_predict(args: argparse.Namespace) -> int:
-    from nairstd.predict import predict_files
-
-    result = predict_files(
-        args.checkpoint,
-        args.input,
-        args.output,
-        protocol=args.protocol,
-        device=args.device,
-        tile=args.tile,
-        compile_mode=args.compile,
-    )
-    n = len(result.written)
-    print(
-        f"{n} image(s) -> {result.output_dir} ({len(result.detections)} targets, "
-        f"detections.csv; {result.seconds:.1f} s)"
-    )
-    if result.failures:
-        print(f"{len(result.failures)} input(s) failed:", file=sys.stderr)
-        for name, _ in result.failures:
-            print(f"  {name}", file=sys.stderr)
-        return 1
-    return 0
 
 
 class _Parser(argparse.ArgumentParser):
@@ -270,19 +43,6 @@ positive = _int_at_least(1)
 non_negative = _int_at_least(0)
 
 
-def _cmd_import_weights(args: argparse.Namespace) -> int:
-    from nairstd.weights import import_weights
-
-    ckpt = import_weights(args.method, args.path, args.out, args.source, args.licence)
-    info, prep = ckpt["imported"], ckpt["preprocessing"]
-    print(
-        f"{info['file']} ({info['tensors']} tensors, sha256 {info['sha256'][:12]}) -> {args.out}: "
-        f"{ckpt['model']} {ckpt['size']}; input: {prep['description']}; "
-        f"source {info['source']}; licence {info['licence']}"
-    )
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m nairstd",
@@ -299,18 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
     stats = data.add_parser("stats", help="images, targets, splits, sizes, warnings per dataset")
     stats.add_argument("path", nargs="*", help="dataset folder(s) or name(s); default: all found")
     stats.add_argument("--json", action="store_true", help="print JSON")
-    stats.set_defaults(func=_cmd_data_stats)
+    stats.set_defaults(func=commands.data_stats)
 
     synth = data.add_parser("synth", help="generate the synthetic datasets (deterministic)")
     synth.add_argument("name", nargs="*", help="preset name(s); default: all presets")
     synth.add_argument("--profile", default="quick", choices=["smoke", "quick", "paper"])
     synth.add_argument("--out", help="output folder (default: the project's data/)")
-    synth.set_defaults(func=_cmd_data_synth)
+    synth.set_defaults(func=commands.data_synth)
 
     hard = data.add_parser("hard", help="build IRSTD-Hard from the test splits of datasets")
     hard.add_argument("sources", nargs="+", help="dataset folders or names")
     hard.add_argument("--out", help="output folder (default: the project's data/)")
-    hard.set_defaults(func=_cmd_data_hard)
+    hard.set_defaults(func=commands.data_hard)
 
     score = verbs.add_parser("score", help="score a folder of predicted PNGs against a dataset")
     score.add_argument("--pred", required=True, help="folder of PNGs: same stem, probability x 255")
@@ -320,11 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--list", help="file listing the image stems to score")
     score.add_argument("--protocol", default="native", choices=["native", "resize256"])
     score.add_argument("--json", action="store_true", help="print JSON")
-    score.set_defaults(func=_cmd_score)
+    score.set_defaults(func=commands.score)
 
     bench = verbs.add_parser("bench", help="benchmarks (python -m nairstd bench model --help)")
     bench.add_argument("rest", nargs=argparse.REMAINDER)
-    bench.set_defaults(func=_cmd_bench)
+    bench.set_defaults(func=commands.bench)
 
     train = verbs.add_parser(
         "train",
@@ -385,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     train.add_argument("--out", help="runs folder (default <outputs>/runs)")
     train.add_argument("--json", action="store_true", help="print the run's metrics as JSON")
-    train.set_defaults(func=_cmd_train)
+    train.set_defaults(func=commands.train)
 
     ev = verbs.add_parser("eval", help="evaluate a checkpoint: IoU, nIoU, Pd, Fa, Top-K coverage")
     ev.add_argument(
@@ -401,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="auto", help="auto (default), cpu, cuda")
     ev.add_argument("--json", action="store_true", help="print JSON")
     ev.add_argument("--compile", default="auto", choices=COMPILE_CHOICES, help=COMPILE_HELP)
-    ev.set_defaults(func=_cmd_eval)
+    ev.set_defaults(func=commands.evaluate)
 
     pred = verbs.add_parser(
         "predict",
@@ -427,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
         "0: never)",
     )
     pred.add_argument("--compile", default="auto", choices=COMPILE_CHOICES, help=COMPILE_HELP)
-    pred.set_defaults(func=_cmd_predict)
+    pred.set_defaults(func=commands.predict)
 
     imp = verbs.add_parser(
         "import-weights",
@@ -441,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--out", required=True, help="the nairstd checkpoint to write")
     imp.add_argument("--source", help="where the weights came from (default: the method's repo)")
     imp.add_argument("--licence", help="their licence (default: the method's)")
-    imp.set_defaults(func=_cmd_import_weights)
+    imp.set_defaults(func=commands.import_weights)
     return parser
 
 

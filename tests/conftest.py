@@ -13,6 +13,18 @@ SHARED_DATASETS = (REPO / ".." / "shared" / "datasets").resolve()
 SIRST = SHARED_DATASETS / "SIRST"
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a test module (`pytestmark = pytest.mark.usefixtures("one_thread")`):
+    on tiny tensors it is as fast, and immune to OpenMP spin-waits on a CPU shared with other jobs."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def sirst_root() -> Path:
     if not (SIRST / "images").is_dir():

@@ -20,13 +20,7 @@ from nairstd.reproduce import ablations
 from nairstd.widgets import SelectionExplorer, explore_selection
 from nairstd.zoo import build_model
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(name: str = "na_irstd", **kw) -> torch.nn.Module:

@@ -22,13 +22,12 @@ from nairstd.zoo import build_model, list_models
 PARAM_FACTOR = 1.25
 
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 @pytest.fixture(autouse=True)
-def _threads():
+def _seed():
     torch.manual_seed(0)
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny inputs; OpenMP spin-waits badly on a shared 2-core CPU
-    yield
-    torch.set_num_threads(old)
 
 
 def _tensors(out) -> list[torch.Tensor]:

@@ -19,13 +19,7 @@ from nairstd.tables import mean_std_cells, over_seeds
 from nairstd.train import train
 from nairstd.train.loop import injection_gammas, param_groups
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -34,13 +34,7 @@ from nairstd.train.config import profile_config
 from nairstd.train.runs import RunInProgress, run_dir, run_id, run_lock
 from nairstd.zoo import build_model
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -25,13 +25,7 @@ VARIANTS = ["detector", "detector_ds2", "dense_cnn", "na_irstd"]
 NATIVE = ["dense_cnn", "na_irstd"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is as fast, and immune to OpenMP spin-waits on a busy CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(name: str, **kw) -> torch.nn.Module:

@@ -16,13 +16,7 @@ from nairstd.predict import detections, predict_files
 from nairstd.train.checkpoint import model_checkpoint
 from nairstd.zoo import build_model
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ from conftest import REPO, write_toolbox_dataset
 
 from nairstd.cli import main
 from nairstd.data.preprocess import checkpoint_preprocessing, normalize_image, resize_input
-from nairstd.reproduce.official_weights import binarise, official_weights_rows, peer_metrics
+from nairstd.reproduce.official_weights import official_weights_rows
+from nairstd.reproduce.peer_metrics import binarise, peer_metrics
 from nairstd.train.checkpoint import load_model, model_checkpoint
 from nairstd.weights import MAPPINGS
 from nairstd.zoo import build_model
@@ -28,9 +29,7 @@ TO_THEIRS = (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)  # small inputs; steadier on a shared CPU
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def theirs(name: str) -> str:
@@ -198,7 +197,7 @@ def test_official_rows_not_computed_without_weights(tmp_path, monkeypatch):
 
 
 def test_opencv_nearest_samples_by_floor():
-    from nairstd.reproduce.official_weights import opencv_nearest
+    from nairstd.reproduce.peer_metrics import opencv_nearest
 
     mask = np.arange(16).reshape(4, 4)
     assert opencv_nearest(mask, (2, 2)).tolist() == [[0, 2], [8, 10]]
@@ -223,7 +222,7 @@ def test_official_row_measured_with_weights_at_hand(tmp_path, monkeypatch):
 
 
 def test_toolbox_pd_fa_drops_false_alarms_of_a_matched_area():
-    from nairstd.reproduce.official_weights import toolbox_pd_fa
+    from nairstd.reproduce.peer_metrics import toolbox_pd_fa
 
     gt = np.zeros((16, 16), bool)
     gt[2:4, 2:4] = True

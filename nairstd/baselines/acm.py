@@ -20,12 +20,11 @@ from typing import Any
 from torch import Tensor, nn
 
 from nairstd.losses import soft_iou_loss
-from nairstd.models.layers import pad_to_multiple
+from nairstd.models.layers import ConvBNAct, pad_to_multiple
 from nairstd.models.registry import register_model
 
 from .common import (
     ChannelGate,
-    ConvBNReLU,
     FCNHead,
     PointwiseGate,
     main_logits,
@@ -58,7 +57,7 @@ class ACMFuse(nn.Module):
         super().__init__()
         self.top_down = ChannelGate(channels, reduction)  # global context from the deep feature
         self.bottom_up = PointwiseGate(channels, reduction)  # local detail from the shallow one
-        self.post = ConvBNReLU(channels, channels, 3)
+        self.post = ConvBNAct(channels, channels, 3)
 
     def forward(self, high: Tensor, low: Tensor) -> Tensor:
         # The factor 2 keeps the expected scale (the gates are ~0.5 at initialisation).
@@ -75,9 +74,9 @@ class ACM(nn.Module):
         # Stem as in the paper: BN on the raw input, three 3x3 convs (first stride 2), max-pool.
         self.stem = nn.Sequential(
             nn.BatchNorm2d(c.in_chans),
-            ConvBNReLU(c.in_chans, c.stem_width, 3, stride=2),
-            ConvBNReLU(c.stem_width, c.stem_width, 3),
-            ConvBNReLU(c.stem_width, w1, 3),
+            ConvBNAct(c.in_chans, c.stem_width, 3, stride=2),
+            ConvBNAct(c.stem_width, c.stem_width, 3),
+            ConvBNAct(c.stem_width, w1, 3),
             nn.MaxPool2d(3, 2, 1),
         )
         self.layer1 = res_stage(w1, w1, c.blocks[0])

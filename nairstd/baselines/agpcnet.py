@@ -33,12 +33,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nairstd.losses import soft_iou_loss
-from nairstd.models.layers import pad_to_multiple
+from nairstd.models.layers import ConvBNAct, pad_to_multiple
 from nairstd.models.registry import register_model
 
 from .common import (
     ChannelGate,
-    ConvBNReLU,
     FCNHead,
     PointwiseGate,
     main_logits,
@@ -105,7 +104,7 @@ class AGCB(nn.Module):
         self.scale = scale
         self.local = NonLocal(channels, reduction)
         self.glob = NonLocal(channels, reduction)
-        self.conv = ConvBNReLU(channels, channels, 3, act=False)
+        self.conv = ConvBNAct(channels, channels, 3, act=False)
         self.gamma = nn.Parameter(torch.zeros(1))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -136,9 +135,9 @@ class CPM(nn.Module):
     ) -> None:
         super().__init__()
         inner = max(channels // reduction, 1)
-        self.reduce = ConvBNReLU(channels, inner, 1)
+        self.reduce = ConvBNAct(channels, inner, 1)
         self.blocks = nn.ModuleList([AGCB(inner, s, nl_reduction) for s in scales])
-        self.fuse = ConvBNReLU(inner * (len(scales) + 1), channels, 1)
+        self.fuse = ConvBNAct(inner * (len(scales) + 1), channels, 1)
 
     def forward(self, x: Tensor) -> Tensor:
         r = self.reduce(x)
@@ -150,10 +149,10 @@ class AFM(nn.Module):
 
     def __init__(self, high_ch: int, low_ch: int, reduction: int = 4) -> None:
         super().__init__()
-        self.proj = ConvBNReLU(high_ch, low_ch, 1)
+        self.proj = ConvBNAct(high_ch, low_ch, 1)
         self.ca = ChannelGate(low_ch, reduction)
         self.pa = PointwiseGate(low_ch, reduction)
-        self.conv = ConvBNReLU(low_ch, low_ch, 3)
+        self.conv = ConvBNAct(low_ch, low_ch, 3)
 
     def forward(self, high: Tensor, low: Tensor) -> Tensor:
         high = self.proj(upsample_to(high, low))
@@ -167,7 +166,7 @@ class AGPCNet(nn.Module):
         super().__init__()
         self.config = c = config
         w0, w1, w2, w3 = c.widths
-        self.stem = ConvBNReLU(c.in_chans, c.stem_width, 7)
+        self.stem = ConvBNAct(c.in_chans, c.stem_width, 7)
         self.layer0 = res_stage(c.stem_width, w0, c.blocks[0])
         self.layer1 = res_stage(w0, w1, c.blocks[1], stride=2)
         self.layer2 = res_stage(w1, w2, c.blocks[2], stride=2)

@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nairstd.models.layers import ConvBNAct
+
 C = TypeVar("C")
 
 
@@ -53,40 +55,17 @@ def main_logits(out: Tensor | Mapping[str, Any]) -> Tensor:
 # ------------------------------------------------------------------------------------------------
 # Blocks
 # ------------------------------------------------------------------------------------------------
-class ConvBNReLU(nn.Sequential):
-    """Conv -> BatchNorm -> ReLU (the activation is optional)."""
-
-    def __init__(
-        self,
-        in_ch: int,
-        out_ch: int,
-        kernel: int | tuple[int, int] = 3,
-        stride: int = 1,
-        dilation: int = 1,
-        act: bool = True,
-    ) -> None:
-        k = (kernel, kernel) if isinstance(kernel, int) else kernel
-        pad = (dilation * (k[0] // 2), dilation * (k[1] // 2))
-        layers: list[nn.Module] = [
-            nn.Conv2d(in_ch, out_ch, k, stride, pad, dilation=dilation, bias=False),
-            nn.BatchNorm2d(out_ch),
-        ]
-        if act:
-            layers.append(nn.ReLU(inplace=True))
-        super().__init__(*layers)
-
-
 class ResBlock(nn.Module):
     """ResNet basic block (two 3x3 convs); a 1x1 projection when the shape changes."""
 
     def __init__(self, in_ch: int, out_ch: int, stride: int = 1) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            ConvBNReLU(in_ch, out_ch, 3, stride), ConvBNReLU(out_ch, out_ch, 3, act=False)
+            ConvBNAct(in_ch, out_ch, 3, stride), ConvBNAct(out_ch, out_ch, 3, act=False)
         )
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_ch != out_ch:
-            self.shortcut = ConvBNReLU(in_ch, out_ch, 1, stride, act=False)
+            self.shortcut = ConvBNAct(in_ch, out_ch, 1, stride, act=False)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.relu(self.body(x) + self.shortcut(x))
@@ -104,7 +83,7 @@ class FCNHead(nn.Sequential):
 
     def __init__(self, in_ch: int, out_ch: int = 1, dropout: float = 0.1) -> None:
         mid = max(in_ch // 4, 1)
-        super().__init__(ConvBNReLU(in_ch, mid, 3), nn.Dropout(dropout), nn.Conv2d(mid, out_ch, 1))
+        super().__init__(ConvBNAct(in_ch, mid, 3), nn.Dropout(dropout), nn.Conv2d(mid, out_ch, 1))
 
 
 class ChannelGate(nn.Sequential):
@@ -132,8 +111,8 @@ class PointwiseGate(nn.Sequential):
     def __init__(self, channels: int, reduction: int = 4) -> None:
         mid = max(channels // reduction, 1)
         super().__init__(
-            ConvBNReLU(channels, mid, 1),
-            ConvBNReLU(mid, channels, 1, act=False),
+            ConvBNAct(channels, mid, 1),
+            ConvBNAct(mid, channels, 1, act=False),
             nn.Sigmoid(),
         )
 

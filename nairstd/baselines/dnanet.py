@@ -28,10 +28,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nairstd.losses import soft_iou_loss
-from nairstd.models.layers import pad_to_multiple
+from nairstd.models.layers import ConvBNAct, pad_to_multiple
 from nairstd.models.registry import register_model
 
-from .common import ConvBNReLU, main_logits, sized_config, upsample_to
+from .common import main_logits, sized_config, upsample_to
 
 
 @dataclass
@@ -78,12 +78,12 @@ class ResCSAMBlock(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, reduction: int = 16) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            ConvBNReLU(in_ch, out_ch, 3), ConvBNReLU(out_ch, out_ch, 3, act=False)
+            ConvBNAct(in_ch, out_ch, 3), ConvBNAct(out_ch, out_ch, 3, act=False)
         )
         self.att = CSAM(out_ch, reduction)
         self.shortcut: nn.Module = nn.Identity()
         if in_ch != out_ch:
-            self.shortcut = ConvBNReLU(in_ch, out_ch, 1, act=False)
+            self.shortcut = ConvBNAct(in_ch, out_ch, 1, act=False)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.relu(self.att(self.body(x)) + self.shortcut(x))
@@ -119,7 +119,7 @@ class DNANet(nn.Module):
         self.nodes = nn.ModuleDict(nodes)
         # FPFM: project the last node of each level to w[0], upsample, concatenate, fuse.
         self.fpfm_proj = nn.ModuleList(
-            [ConvBNReLU(w[i], w[0], 1) for i in range(1, L)]
+            [ConvBNAct(w[i], w[0], 1) for i in range(1, L)]
         )  # for levels 1..L-1
         self.fpfm_fuse = _node(w[0] * L, w[0], 1, c.ca_reduction)
         self.head = nn.Conv2d(w[0], 1, 1)

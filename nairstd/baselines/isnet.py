@@ -32,11 +32,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nairstd.losses import dice_loss, soft_iou_loss
-from nairstd.models.layers import pad_to_multiple
+from nairstd.models.layers import ConvBNAct, pad_to_multiple
 from nairstd.models.registry import register_model
 
 from .common import (
-    ConvBNReLU,
     FCNHead,
     main_logits,
     res_stage,
@@ -115,10 +114,10 @@ class TFD(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.f1 = nn.Sequential(
-            ConvBNReLU(channels, channels), ConvBNReLU(channels, channels, act=False)
+            ConvBNAct(channels, channels), ConvBNAct(channels, channels, act=False)
         )
         self.f2 = nn.Sequential(
-            ConvBNReLU(channels, channels), ConvBNReLU(channels, channels, act=False)
+            ConvBNAct(channels, channels), ConvBNAct(channels, channels, act=False)
         )
         self.gate = GatedSpatialConv(channels)
 
@@ -142,9 +141,9 @@ class ISNet(nn.Module):
         e = c.edge_width
         self.stem = nn.Sequential(
             nn.BatchNorm2d(c.in_chans),
-            ConvBNReLU(c.in_chans, c.stem_width, 3, stride=2),
-            ConvBNReLU(c.stem_width, c.stem_width, 3),
-            ConvBNReLU(c.stem_width, w1, 3),
+            ConvBNAct(c.in_chans, c.stem_width, 3, stride=2),
+            ConvBNAct(c.stem_width, c.stem_width, 3),
+            ConvBNAct(c.stem_width, w1, 3),
             nn.MaxPool2d(3, 2, 1),
         )
         self.layer1 = res_stage(w1, w1, c.blocks[0])

@@ -27,10 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nairstd.models.layers import pad_to_multiple
+from nairstd.models.layers import ConvBNAct, pad_to_multiple
 from nairstd.models.registry import register_model
 
-from .common import ChannelGate, ConvBNReLU, main_logits, sized_config, upsample_to
+from .common import ChannelGate, main_logits, sized_config, upsample_to
 
 
 @dataclass
@@ -70,18 +70,18 @@ class RSU(nn.Module):
         depth = 4 if self.dilated else height  # number of inner encoder convs incl. the bottom one
         if depth < 3:
             raise ValueError(f"RSU height must be >= 3 (or 0 for RSU-4F), got {height}")
-        self.conv_in = ConvBNReLU(in_ch, out_ch, 3)
+        self.conv_in = ConvBNAct(in_ch, out_ch, 3)
         if self.dilated:
             dil = [1, 2, 4, 8]
         else:
             dil = [1] * (depth - 1) + [2]
-        enc = [ConvBNReLU(out_ch, mid, 3, dilation=dil[0])]
-        enc += [ConvBNReLU(mid, mid, 3, dilation=d) for d in dil[1:]]
+        enc = [ConvBNAct(out_ch, mid, 3, dilation=dil[0])]
+        enc += [ConvBNAct(mid, mid, 3, dilation=d) for d in dil[1:]]
         self.enc = nn.ModuleList(enc)
         # Decoder: mirrors the encoder levels above the bottom, last conv back to out_ch.
         dec_dil = dil[: depth - 1][::-1] if self.dilated else [1] * (depth - 1)
-        dec = [ConvBNReLU(2 * mid, mid, 3, dilation=d) for d in dec_dil[:-1]]
-        dec.append(ConvBNReLU(2 * mid, out_ch, 3, dilation=dec_dil[-1]))
+        dec = [ConvBNAct(2 * mid, mid, 3, dilation=d) for d in dec_dil[:-1]]
+        dec.append(ConvBNAct(2 * mid, out_ch, 3, dilation=dec_dil[-1]))
         self.dec = nn.ModuleList(dec)
 
     @property
@@ -125,12 +125,12 @@ class ICA(nn.Module):
 
     def __init__(self, high_ch: int, low_ch: int, reduction: int = 4) -> None:
         super().__init__()
-        self.proj_high = ConvBNReLU(high_ch, low_ch, 1)
+        self.proj_high = ConvBNAct(high_ch, low_ch, 1)
         self.top_down = ChannelGate(low_ch, reduction)
         self.bottom_up = nn.Sequential(
-            ConvBNReLU(low_ch, max(low_ch // reduction, 1), 1), SpatialGate()
+            ConvBNAct(low_ch, max(low_ch // reduction, 1), 1), SpatialGate()
         )
-        self.post = ConvBNReLU(low_ch, low_ch, 3)  # shared by both modulated features
+        self.post = ConvBNAct(low_ch, low_ch, 3)  # shared by both modulated features
 
     def forward(self, high: Tensor, low: Tensor) -> Tensor:
         high = self.proj_high(high)

@@ -12,21 +12,27 @@ from nairstd.grid import pad_amount
 
 
 class ConvBNAct(nn.Sequential):
-    """Conv2d -> BatchNorm -> ReLU (ReLU: the cheapest activation on CPU)."""
+    """Conv2d -> BatchNorm -> ReLU (ReLU: the cheapest activation on CPU; optional).
+
+    Padding keeps the size ("same" for stride 1): dilation x kernel // 2 per axis unless given.
+    Shared by the Na-IRSTD components and the baselines.
+    """
 
     def __init__(
         self,
         in_ch: int,
         out_ch: int,
-        kernel: int = 3,
+        kernel: int | tuple[int, int] = 3,
         stride: int = 1,
         groups: int = 1,
         act: bool = True,
-        padding: int | None = None,
+        padding: int | tuple[int, int] | None = None,
+        dilation: int = 1,
     ) -> None:
-        pad = kernel // 2 if padding is None else padding
+        k = (kernel, kernel) if isinstance(kernel, int) else kernel
+        pad = (dilation * (k[0] // 2), dilation * (k[1] // 2)) if padding is None else padding
         layers: list[nn.Module] = [
-            nn.Conv2d(in_ch, out_ch, kernel, stride, pad, groups=groups, bias=False),
+            nn.Conv2d(in_ch, out_ch, k, stride, pad, dilation=dilation, groups=groups, bias=False),
             nn.BatchNorm2d(out_ch),
         ]
         if act:
