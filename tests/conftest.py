@@ -6,7 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+from torch import nn
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = (REPO / ".." / "shared" / "datasets").resolve()
@@ -61,3 +63,81 @@ def write_toolbox_dataset(root: Path, name: str, n: int = 6, size=(40, 48), list
         )
         (folder / "img_idx" / f"test_{name}.txt").write_text(f"img{n - 2}\nimg{n - 1}\n")
     return folder
+
+
+def write_tiny_checkpoint(path: Path, **overrides) -> Path:
+    """A seeded, untrained na_irstd tiny checkpoint at `path` (with model overrides)."""
+    from nairstd.io import save_torch
+    from nairstd.train.checkpoint import model_checkpoint
+    from nairstd.zoo import build_model
+
+    torch.manual_seed(0)
+    model = build_model("na_irstd", "tiny", **overrides)
+    save_torch(model_checkpoint(model, "na_irstd", "tiny", overrides), path)
+    return path
+
+
+def one_error_line(capsys) -> str:
+    """The run printed exactly one `error:` line on stderr and no traceback; returns it."""
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "Traceback" not in err, err
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1, err
+    return errors[0]
+
+
+def smoke_train_args(data: Path, runs: Path, *extra: str) -> list[str]:
+    """`python -m nairstd train` arguments of a one-stage smoke run of na_irstd on the CPU."""
+    return [
+        "train",
+        "--stage",
+        "one",
+        "--model",
+        "na_irstd",
+        "--dataset",
+        str(data),
+        "--profile",
+        "smoke",
+        "--out",
+        str(runs),
+        "--device",
+        "cpu",
+        "--no-progress",
+        *extra,
+    ]
+
+
+class LocalNet(nn.Module):
+    """A purely local net (receptive field 7 px < the 32 px tiling margin): tiling must be exact."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 1, 5, padding=2)
+        )
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def tiny_model(name: str, **overrides) -> nn.Module:
+    """A registered model at size tiny, built with seed 0 (training mode)."""
+    from nairstd.zoo import build_model
+
+    torch.manual_seed(0)
+    return build_model(name, size="tiny", **overrides)
+
+
+def set_gamma(model: nn.Module, value: float) -> None:
+    """Set every injection gamma_l scalar of a NaIRSTD model to `value`."""
+    with torch.no_grad():
+        for p in model.injection.parameters():
+            if p.dim() == 0:  # the gamma_l scalars
+                p.fill_(value)
+
+
+def random_batch(b: int = 2, h: int = 96, w: int = 64, seed: int = 0) -> torch.Tensor:
+    """Uniform [0, 1) images (b, 1, h, w) from their own seeded generator."""
+    return torch.rand(b, 1, h, w, generator=torch.Generator().manual_seed(seed))

@@ -7,25 +7,19 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import write_tiny_checkpoint
 from PIL import Image
 from torch import nn
 
 from nairstd.cli import main as cli_main
-from nairstd.io import save_torch
 from nairstd.predict import detections, predict_files
-from nairstd.train.checkpoint import model_checkpoint
-from nairstd.zoo import build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
 def checkpoint(tmp_path):
-    torch.manual_seed(0)
-    model = build_model("na_irstd", "tiny")
-    path = tmp_path / "ckpt.pt"
-    save_torch(model_checkpoint(model, "na_irstd", "tiny", {"top_k": 3}), path)
-    return path
+    return write_tiny_checkpoint(tmp_path / "ckpt.pt", top_k=3)
 
 
 @pytest.fixture
@@ -142,14 +136,3 @@ def test_missing_input_and_overwrite_guard(checkpoint, tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 1 and "missing.png" in err and "a.png" in err
     assert np.asarray(Image.open(folder / "a.png")).max() == 0  # the input was not overwritten
-
-
-def test_bench_predict_runs(capsys, monkeypatch):
-    from nairstd.train.bench_predict import main
-
-    # dynamo traces the model, the "eager" backend skips code generation (seconds, not a minute)
-    monkeypatch.setenv("NAIRSTD_COMPILE_BACKEND", "eager")
-    assert main(["--n", "2", "--sizes", "80x64", "64x48"]) == 0
-    out = capsys.readouterr().out
-    assert "80x64 eager" in " ".join(out.split()) and "64x48 compiled" in " ".join(out.split())
-    assert "MP/s" in out and "compiled forward is" in out
