@@ -65,6 +65,18 @@ def write_toolbox_dataset(root: Path, name: str, n: int = 6, size=(40, 48), list
     return folder
 
 
+@pytest.fixture
+def checkpoint(tmp_path) -> Path:
+    """A seeded, untrained na_irstd tiny checkpoint (a module may define its own)."""
+    return write_tiny_checkpoint(tmp_path / "ckpt.pt")
+
+
+@pytest.fixture
+def dataset(tmp_path) -> Path:
+    """A 6-image 64x64 toolbox-layout dataset `tinyset` with split lists."""
+    return write_toolbox_dataset(tmp_path / "data", "tinyset", n=6, size=(64, 64))
+
+
 def write_tiny_checkpoint(path: Path, **overrides) -> Path:
     """A seeded, untrained na_irstd tiny checkpoint at `path` (with model overrides)."""
     from nairstd.io import save_torch

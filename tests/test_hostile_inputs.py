@@ -24,7 +24,6 @@ from conftest import (
     LocalNet,
     one_error_line,
     smoke_train_args,
-    write_tiny_checkpoint,
     write_toolbox_dataset,
 )
 from PIL import Image
@@ -40,16 +39,6 @@ from nairstd.train.runs import RunInProgress, run_dir, run_id, run_lock
 from nairstd.zoo import build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture
-def checkpoint(tmp_path) -> Path:
-    return write_tiny_checkpoint(tmp_path / "ckpt.pt")
-
-
-@pytest.fixture
-def dataset(tmp_path) -> Path:
-    return write_toolbox_dataset(tmp_path / "data", "tinyset", n=6, size=(64, 64))
 
 
 # -- row 1: a checkpoint whose unpickling runs code --------------------------------------------

@@ -19,16 +19,15 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from nairstd.losses import soft_iou_loss
 from nairstd.models.layers import ConvBNAct, pad_to_multiple
 from nairstd.models.registry import register_model
 
 from .common import (
+    ACMStyleUNet,
     ChannelGate,
     FCNHead,
     PointwiseGate,
-    main_logits,
-    res_stage,
+    SoftIoULoss,
     sized_config,
     upsample_to,
 )
@@ -64,48 +63,21 @@ class ACMFuse(nn.Module):
         return self.post(2 * low * self.top_down(high) + 2 * high * self.bottom_up(low))
 
 
-class ACM(nn.Module):
+class ACM(SoftIoULoss, ACMStyleUNet):
     """ACM-U-Net (Dai et al., WACV'21): stride-4 stem, 3 residual stages, 2 ACM-fused up stages."""
 
     def __init__(self, config: ACMConfig) -> None:
         super().__init__()
         self.config = c = config
-        w1, w2, w3 = c.widths
-        # Stem as in the paper: BN on the raw input, three 3x3 convs (first stride 2), max-pool.
-        self.stem = nn.Sequential(
-            nn.BatchNorm2d(c.in_chans),
-            ConvBNAct(c.in_chans, c.stem_width, 3, stride=2),
-            ConvBNAct(c.stem_width, c.stem_width, 3),
-            ConvBNAct(c.stem_width, w1, 3),
-            nn.MaxPool2d(3, 2, 1),
-        )
-        self.layer1 = res_stage(w1, w1, c.blocks[0])
-        self.layer2 = res_stage(w1, w2, c.blocks[1], stride=2)
-        self.layer3 = res_stage(w2, w3, c.blocks[2], stride=2)
-        self.up2 = nn.ConvTranspose2d(w3, w2, 4, 2, 1)
-        self.fuse2 = ACMFuse(w2, c.reduction)
-        self.dec2 = res_stage(w2, w2, c.blocks[1])
-        self.up1 = nn.ConvTranspose2d(w2, w1, 4, 2, 1)
-        self.fuse1 = ACMFuse(w1, c.reduction)
-        self.dec1 = res_stage(w1, w1, c.blocks[0])
-        self.head = FCNHead(w1, 1, c.dropout)
-
-    pad_multiple = 16  # stride of layer3
+        self.build_unet(c, lambda width: ACMFuse(width, c.reduction))
+        self.head = FCNHead(c.widths[0], 1, c.dropout)
 
     def forward(self, x: Tensor, return_aux: bool = False) -> Tensor | dict[str, Any]:
         H, W = x.shape[-2:]
         xp = pad_to_multiple(x, self.pad_multiple, "replicate")
-        c1 = self.layer1(self.stem(xp))
-        c2 = self.layer2(c1)
-        c3 = self.layer3(c2)
-        d2 = self.dec2(self.fuse2(self.up2(c3), c2))
-        d1 = self.dec1(self.fuse1(self.up1(d2), c1))
+        _, _, d1 = self.unet(xp)
         logits = upsample_to(self.head(d1), xp)[..., :H, :W]
         return {"logits": logits} if return_aux else logits
-
-    def loss(self, out: Tensor | dict[str, Any], target: Tensor) -> Tensor:
-        """The paper's loss: SoftIoU on the logits."""
-        return soft_iou_loss(main_logits(out), target)
 
 
 @register_model("acm")

@@ -32,7 +32,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nairstd.losses import soft_iou_loss
 from nairstd.models.layers import ConvBNAct, pad_to_multiple
 from nairstd.models.registry import register_model
 
@@ -40,7 +39,7 @@ from .common import (
     ChannelGate,
     FCNHead,
     PointwiseGate,
-    main_logits,
+    SoftIoULoss,
     res_stage,
     sized_config,
     upsample_to,
@@ -159,7 +158,7 @@ class AFM(nn.Module):
         return self.conv(low + high) * self.ca(high) * self.pa(low)
 
 
-class AGPCNet(nn.Module):
+class AGPCNet(SoftIoULoss, nn.Module):
     """AGPCNet (TAES'23): stride-free ResNet, context pyramid on c3, asymmetric fusion decoder."""
 
     def __init__(self, config: AGPCNetConfig) -> None:
@@ -187,10 +186,6 @@ class AGPCNet(nn.Module):
         out = self.fuse21(self.fuse32(self.context(c3), c2), c1)
         logits = upsample_to(self.head(out), xp)[..., :H, :W]
         return {"logits": logits} if return_aux else logits
-
-    def loss(self, out: Tensor | dict[str, Any], target: Tensor) -> Tensor:
-        """The paper's loss: SoftIoU on the logits."""
-        return soft_iou_loss(main_logits(out), target)
 
 
 @register_model("agpcnet")

@@ -11,12 +11,13 @@ implements the loss the method's paper prescribes (SoftIoU for most of them).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nairstd.losses import soft_iou_loss
 from nairstd.models.layers import ConvBNAct
 
 C = TypeVar("C")
@@ -123,3 +124,49 @@ def upsample_to(x: Tensor, ref: Tensor | tuple[int, int]) -> Tensor:
     if tuple(x.shape[-2:]) == size:
         return x
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+class SoftIoULoss:
+    """Mixin: `model.loss` = SoftIoU on the main logits (ACM, AGPCNet)."""
+
+    def loss(self, out: Tensor | Mapping[str, Any], target: Tensor) -> Tensor:
+        """The paper's loss: SoftIoU on the logits."""
+        return soft_iou_loss(main_logits(out), target)
+
+
+class ACMStyleUNet(nn.Module):
+    """The U-Net that ACM and ISNet share: a stride-4 stem (BN on the raw input, three 3x3 convs,
+    the first with stride 2, max-pool), three residual stages and two up stages whose skip fusion
+    is the method's own block (`fuse(width)`)."""
+
+    pad_multiple = 16  # stride of layer3
+
+    def build_unet(self, c: Any, fuse: Callable[[int], nn.Module]) -> None:
+        """Create the U-Net's modules (in this order: their names and init order are the state
+        dict's) from a config with in_chans, stem_width, widths and blocks."""
+        w1, w2, w3 = c.widths
+        self.stem = nn.Sequential(
+            nn.BatchNorm2d(c.in_chans),
+            ConvBNAct(c.in_chans, c.stem_width, 3, stride=2),
+            ConvBNAct(c.stem_width, c.stem_width, 3),
+            ConvBNAct(c.stem_width, w1, 3),
+            nn.MaxPool2d(3, 2, 1),
+        )
+        self.layer1 = res_stage(w1, w1, c.blocks[0])
+        self.layer2 = res_stage(w1, w2, c.blocks[1], stride=2)
+        self.layer3 = res_stage(w2, w3, c.blocks[2], stride=2)
+        self.up2 = nn.ConvTranspose2d(w3, w2, 4, 2, 1)
+        self.fuse2 = fuse(w2)
+        self.dec2 = res_stage(w2, w2, c.blocks[1])
+        self.up1 = nn.ConvTranspose2d(w2, w1, 4, 2, 1)
+        self.fuse1 = fuse(w1)
+        self.dec1 = res_stage(w1, w1, c.blocks[0])
+
+    def unet(self, xp: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(c3, d2, d1): the deepest encoder feature and the two decoder features."""
+        c1 = self.layer1(self.stem(xp))
+        c2 = self.layer2(c1)
+        c3 = self.layer3(c2)
+        d2 = self.dec2(self.fuse2(self.up2(c3), c2))
+        d1 = self.dec1(self.fuse1(self.up1(d2), c1))
+        return c3, d2, d1

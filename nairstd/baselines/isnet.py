@@ -36,9 +36,9 @@ from nairstd.models.layers import ConvBNAct, pad_to_multiple
 from nairstd.models.registry import register_model
 
 from .common import (
+    ACMStyleUNet,
     FCNHead,
     main_logits,
-    res_stage,
     sized_config,
     upsample_to,
 )
@@ -131,7 +131,7 @@ class TFD(nn.Module):
         return u2 + self.gate(u2, side) + 3 * d0
 
 
-class ISNet(nn.Module):
+class ISNet(ACMStyleUNet):
     """ISNet (CVPR'22): TOAA-fused U-Net + TFD edge branch re-weighting the decoder output."""
 
     def __init__(self, config: ISNetConfig) -> None:
@@ -139,22 +139,7 @@ class ISNet(nn.Module):
         self.config = c = config
         w1, w2, w3 = c.widths
         e = c.edge_width
-        self.stem = nn.Sequential(
-            nn.BatchNorm2d(c.in_chans),
-            ConvBNAct(c.in_chans, c.stem_width, 3, stride=2),
-            ConvBNAct(c.stem_width, c.stem_width, 3),
-            ConvBNAct(c.stem_width, w1, 3),
-            nn.MaxPool2d(3, 2, 1),
-        )
-        self.layer1 = res_stage(w1, w1, c.blocks[0])
-        self.layer2 = res_stage(w1, w2, c.blocks[1], stride=2)
-        self.layer3 = res_stage(w2, w3, c.blocks[2], stride=2)
-        self.up2 = nn.ConvTranspose2d(w3, w2, 4, 2, 1)
-        self.fuse2 = TOAA(w2, c.toaa_kernel)
-        self.dec2 = res_stage(w2, w2, c.blocks[1])
-        self.up1 = nn.ConvTranspose2d(w2, w1, 4, 2, 1)
-        self.fuse1 = TOAA(w1, c.toaa_kernel)
-        self.dec1 = res_stage(w1, w1, c.blocks[0])
+        self.build_unet(c, lambda width: TOAA(width, c.toaa_kernel))
         # Edge branch.
         sobel = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]])
         self.register_buffer("sobel", torch.stack([sobel, sobel.t()])[:, None], persistent=False)
@@ -163,8 +148,6 @@ class ISNet(nn.Module):
         self.tfd = nn.ModuleList([TFD(e) for _ in range(3)])
         self.edge_out = nn.Conv2d(e, 1, 1, bias=False)
         self.head = FCNHead(w1, 1, c.dropout)
-
-    pad_multiple = 16
 
     def gradient(self, x: Tensor) -> Tensor:
         """Sobel gradient magnitude per input channel (the edge branch's input)."""
@@ -175,11 +158,7 @@ class ISNet(nn.Module):
     def forward(self, x: Tensor, return_aux: bool = False) -> Tensor | dict[str, Any]:
         H, W = x.shape[-2:]
         xp = pad_to_multiple(x, self.pad_multiple, "replicate")
-        c1 = self.layer1(self.stem(xp))
-        c2 = self.layer2(c1)
-        c3 = self.layer3(c2)
-        d2 = self.dec2(self.fuse2(self.up2(c3), c2))
-        d1 = self.dec1(self.fuse1(self.up1(d2), c1))
+        c3, d2, d1 = self.unet(xp)
         u = self.edge_in(self.gradient(xp))
         for feat, side, tfd in zip((c3, d2, d1), self.side, self.tfd):
             u = tfd(u, upsample_to(side(feat), xp))
