@@ -30,7 +30,7 @@ from nairstd.losses import soft_iou_loss
 from nairstd.models.registry import create_model
 
 from . import acm, agpcnet, dnanet, isnet, rpcanet, uiunet  # noqa: F401  (registration)
-from .classical import CLASSICAL, benchmark_classical, run_classical
+from .classical import CLASSICAL, run_classical
 from .common import count_params
 
 DEEP_BASELINES: tuple[str, ...] = ("acm", "dnanet", "isnet", "uiunet", "agpcnet", "rpcanet")
@@ -194,7 +194,6 @@ __all__ = [
     "CLASSICAL",
     "DEEP_BASELINES",
     "UNAVAILABLE_BASELINES",
-    "benchmark_classical",
     "build_baseline",
     "count_params",
     "run_classical",

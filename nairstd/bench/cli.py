@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         print(format_rate(generator_rate(args.n)))
         return 0
     if args.what == "classical":
-        from nairstd.baselines import benchmark_classical
+        from nairstd.bench.classical import benchmark_classical
 
         seconds = benchmark_classical(n=args.n, size=256)
         if args.json:

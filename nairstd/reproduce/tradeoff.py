@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from nairstd.baselines import BASELINE_INFO, benchmark_classical
+from nairstd.baselines import BASELINE_INFO
 from nairstd.bench import count_flops, latency_ms
+from nairstd.bench.classical import benchmark_classical
 from nairstd.plots import save_figure
 from nairstd.tables import write_table
 from nairstd.zoo import build_model
