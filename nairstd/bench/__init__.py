@@ -1,8 +1,9 @@
-"""Benchmarks (`python -m nairstd bench ...`): models, where the time goes, detection, generator.
+"""Benchmarks (`python -m nairstd bench ...`): models, where the time goes, detection, classical
+methods, the data generator.
 
 `bench.models` (parameters, FLOPs, latency, training throughput), `bench.ops` (per-stage and
-per-op profile), `bench.predict` (eager vs compiled detection throughput), `bench.synthetic`
-(generator images/s) and `bench.cli` (the command line).
+per-op profile), `bench.predict` (eager vs compiled detection throughput), `bench.classical`
+(seconds per image), `bench.synthetic` (generator images/s) and `bench.cli` (the command line).
 """
 
 from nairstd.bench.cli import main
