@@ -11,7 +11,7 @@ import pytest
 from conftest import write_toolbox_dataset
 from PIL import Image
 from scipy import ndimage
-from test_metrics import _ref_evaluate
+from test_metrics_crosscheck import _ref_evaluate
 
 from nairstd.cli import main
 from nairstd.data import open_dataset
