@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from nairstd.data import open_dataset
@@ -50,3 +51,25 @@ def test_hard_keeps_only_all_small_target_test_images(tmp_path):
     mtime = (hard.root / "meta.json").stat().st_mtime_ns
     again = build_irstd_hard([source], tmp_path / "out")  # idempotent: nothing rewritten
     assert (again.root / "meta.json").stat().st_mtime_ns == mtime
+
+
+def test_atomic_dir_swaps_in_only_a_finished_folder(tmp_path):
+    """io.atomic_dir (IRSTD-Hard and the synthetic sets): a block that fails leaves the old folder
+    and no temporary one; a block that succeeds replaces it; `keep` keeps a finished one."""
+    from nairstd.io import atomic_dir
+
+    final = tmp_path / "set"
+    final.mkdir()
+    (final / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError), atomic_dir(final) as tmp:
+        (tmp / "new.txt").write_text("new")
+        raise RuntimeError("interrupted")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]
+    assert (final / "old.txt").read_text() == "old"
+    with atomic_dir(final, keep=lambda folder: (folder / "old.txt").is_file()) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert [p.name for p in final.iterdir()] == ["old.txt"]
+    with atomic_dir(final) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert [p.name for p in final.iterdir()] == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]
