@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from nairstd.protocols import NATIVE, PROTOCOLS
+
 DEFAULT_SIZES = ("640x512", "1920x1080")
 
 
@@ -53,7 +55,7 @@ def bench_predict(
     model_name: str = "na_irstd",
     n: int = 10,
     sizes: tuple[tuple[int, int], ...] = ((640, 512), (1920, 1080)),
-    protocol: str = "native",
+    protocol: str = NATIVE,
     device: str = "cpu",
     modes: tuple[str, ...] = ("eager", "compiled"),
     end_to_end: bool = True,
@@ -157,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         default=[parse_size(s) for s in DEFAULT_SIZES],
         help="frame sizes WIDTHxHEIGHT (default 640x512 1920x1080)",
     )
-    parser.add_argument("--protocol", default="native", choices=["native", "resize256"])
+    parser.add_argument("--protocol", default=NATIVE, choices=PROTOCOLS)
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
         "--compile",

@@ -26,6 +26,7 @@ from nairstd.data.dataset import IRSTDDataset
 from nairstd.data.index import DatasetIndex, find_dataset
 from nairstd.data.preprocess import checkpoint_preprocessing
 from nairstd.metrics import IRSTDMetrics, TopKCoverage, target_patch_flags
+from nairstd.protocols import NATIVE, RESIZE256
 from nairstd.train.checkpoint import has_native_branch, load_model, resolve_device, unwrap
 
 
@@ -98,7 +99,7 @@ def make_loader(
     if limit is not None and limit < len(dataset):
         dataset = Subset(dataset, range(limit))
     # Native protocol: images differ in size, so one at a time.
-    bs = 1 if protocol == "native" else batch_size
+    bs = 1 if protocol == NATIVE else batch_size
     return DataLoader(dataset, batch_size=bs, shuffle=False, num_workers=workers)
 
 
@@ -210,7 +211,7 @@ def evaluate_model(
     model: nn.Module,
     dataset: str | os.PathLike | DatasetIndex,
     split: str = "test",
-    protocol: str = "resize256",
+    protocol: str = RESIZE256,
     image_size: int = 256,
     batch_size: int = 8,
     device: str | torch.device | None = "auto",
@@ -250,7 +251,7 @@ def evaluate_checkpoint(
     checkpoint: str | os.PathLike,
     dataset: str | os.PathLike | DatasetIndex,
     split: str = "test",
-    protocol: str = "resize256",
+    protocol: str = RESIZE256,
     **kwargs: Any,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint file or run folder (its best.pt); keywords as evaluate_model.
@@ -280,7 +281,7 @@ def topk_coverage_curve(
     dataset: str | os.PathLike | DatasetIndex,
     ks: tuple[int, ...] = (1, 2, 3, 5, 8, 16),
     split: str = "test",
-    protocol: str = "resize256",
+    protocol: str = RESIZE256,
     image_size: int = 256,
     device: str | torch.device | None = "auto",
     data_root: str | None = None,
@@ -334,7 +335,7 @@ def evaluate_classical(
     method: str | Any,
     dataset: str | os.PathLike | DatasetIndex,
     split: str = "test",
-    protocol: str = "resize256",
+    protocol: str = RESIZE256,
     limit: int | None = None,
     data_root: str | None = None,
 ) -> dict[str, Any]:

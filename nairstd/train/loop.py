@@ -42,6 +42,7 @@ from nairstd.data.images import DataError
 from nairstd.data.index import DatasetIndex, find_dataset
 from nairstd.io import save_torch, write_json, write_text
 from nairstd.profiles import PROFILES
+from nairstd.protocols import NATIVE
 from nairstd.train import ddp
 from nairstd.train.checkpoint import (
     build_from_checkpoint,
@@ -418,7 +419,7 @@ class _Trainer:
         self.fwd = fwd
 
         # Data: the sample order per epoch is a function of (seed, epoch) via the sampler.
-        if cfg.protocol == "native" and cfg.crop_size is None and cfg.batch_size > 1:
+        if cfg.protocol == NATIVE and cfg.crop_size is None and cfg.batch_size > 1:
             raise ValueError("native-protocol training with batch_size > 1 needs a crop_size")
         augment = AugmentConfig(crop_size=cfg.crop_size, target_crop_p=cfg.target_crop_p)
         self.train_set = IRSTDDataset(
