@@ -105,6 +105,8 @@ class Profile:
     deep_methods: tuple[str, ...] | None  # Table III / Fig. 8 deep methods (None: all)
     classical_methods: tuple[str, ...] | None  # Table III / Fig. 8 classical ones (None: all)
     latency_iters: int  # timed repeats per method of Fig. 8's latency
+    gap_scope: str | None  # official-weights gap study: "metrics", "full" or None (skipped)
+    retrain_k: bool  # the K table may train one Stage 2 per K (else K changes at test time)
 
     def stage_settings(self, stage: str) -> dict[str, Any]:
         """The TrainConfig fields this profile sets for a run of `stage`."""
@@ -151,6 +153,8 @@ _PROFILE_TABLE = {
         deep_methods=("acm", "na_irstd"),  # plumbing only: two models
         classical_methods=("tophat", "pstnn"),
         latency_iters=2,
+        gap_scope=None,
+        retrain_k=False,
     ),
     # 2-core CPU, whole 256x256 images at batch 8 (the paper's protocol). Claim tables: 320 steps
     # (10 SIRST epochs) x 3 seeds; Table III: 160 steps (the deep baselines cost up to 3 s a step
@@ -183,6 +187,8 @@ _PROFILE_TABLE = {
         deep_methods=None,
         classical_methods=None,
         latency_iters=10,
+        gap_scope="metrics",  # the peer's own protocol only: one inference pass
+        retrain_k=False,
     ),
     # The paper: 500 + 1500 epochs, base size, one seed on a GPU.
     "paper": Profile(
@@ -208,6 +214,8 @@ _PROFILE_TABLE = {
         deep_methods=None,
         classical_methods=None,
         latency_iters=10,
+        gap_scope="full",
+        retrain_k=True,
     ),
 }
 PROFILES = tuple(_PROFILE_TABLE)

@@ -25,6 +25,7 @@ from nairstd.data.index import DatasetIndex
 from nairstd.io import write_json
 from nairstd.metrics import IRSTDMetrics
 from nairstd.paths import outputs_root
+from nairstd.profiles import get_profile
 from nairstd.protocols import NATIVE, RESIZE256
 from nairstd.tables import reported, write_table
 from nairstd.weights import PEER_UNIT_256, import_weights, sha256, weights_root
@@ -445,7 +446,7 @@ def official_weights_rows(
     from nairstd.train.checkpoint import load_model
     from nairstd.train.evaluate import evaluate_checkpoint
 
-    scope = scope or {"smoke": None, "quick": "metrics"}.get(profile, "full")
+    scope = scope or get_profile(profile).gap_scope
     rows: list[dict] = []
     notes: list[str] = []
     for key, entry in OFFICIAL.items():
