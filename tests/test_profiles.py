@@ -43,6 +43,17 @@ def test_every_profile_and_protocol_option_of_the_cli_reads_the_one_list():
         assert tuple(action.choices) == PROTOCOLS
 
 
+@pytest.mark.parametrize("module", ["nairstd.report", "nairstd.data.synthetic"])
+def test_the_other_entry_points_check_the_profile_against_the_one_list(module, capsys):
+    import importlib
+
+    with pytest.raises(SystemExit) as exit_:
+        importlib.import_module(module).main(["--profile", "huge"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'huge'" in err and all(name in err for name in PROFILES)
+
+
 def test_the_protocol_names_are_spelt_once():
     """No "resize256" string literal in the package outside nairstd/protocols.py."""
     found = []

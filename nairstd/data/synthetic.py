@@ -48,7 +48,7 @@ import numpy as np
 from scipy import ndimage
 
 from nairstd.io import save_png, write_json, write_text
-from nairstd.profiles import PROFILES, get_profile
+from nairstd.profiles import DEFAULT_PROFILE, PROFILES, get_profile
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -220,7 +220,7 @@ PRESETS: dict[str, SyntheticPreset] = {
 }
 
 
-def preset(name: str, profile: str = "quick") -> SyntheticConfig:
+def preset(name: str, profile: str = DEFAULT_PROFILE) -> SyntheticConfig:
     """The config of preset `name` ("synthetic", "synthetic-nudt", "synthetic-tiny") sized for
     `profile` (its `synthetic_images`; paper: the preset's full size). The seed does not depend
     on the profile, so the smoke images are the first images of the quick and paper datasets."""
@@ -893,7 +893,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=200, help="images for --bench")
     ap.add_argument("--write", metavar="ROOT", help="write a preset dataset under ROOT")
     ap.add_argument("--preset", default="synthetic", choices=sorted(PRESETS))
-    ap.add_argument("--profile", default="quick", choices=PROFILES)
+    ap.add_argument("--profile", default=DEFAULT_PROFILE, choices=PROFILES)
     ap.add_argument("--overwrite", action="store_true")
     args = ap.parse_args(argv)
     if not args.bench and not args.write:

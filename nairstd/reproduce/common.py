@@ -13,7 +13,7 @@ from typing import Any
 from nairstd.data.images import DataError
 from nairstd.data.index import DatasetIndex, find_dataset
 from nairstd.io import write_json
-from nairstd.profiles import get_profile
+from nairstd.profiles import DEFAULT_PROFILE, get_profile
 from nairstd.protocols import RESIZE256
 from nairstd.train import RunResult, evaluate_model, profile_config
 from nairstd.train.config import TrainConfig, config_hash, cpu_threads, profile_threads
@@ -95,7 +95,7 @@ def cached_eval(
     dataset: DatasetIndex,
     split: str = "test",
     protocol: str = RESIZE256,
-    profile: str = "quick",
+    profile: str = DEFAULT_PROFILE,
     top_k: int | None = None,
     scores_only: bool = False,
 ) -> dict[str, Any]:
