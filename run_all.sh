@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Regenerate every table and figure of the paper: runs notebooks/NN_*.ipynb in order with
 # papermill into outputs/notebooks/ (+ HTML copies) and writes outputs/REPORT.md.
-#   ./run_all.sh [--profile smoke|quick|paper] [--from NN]
+#   ./run_all.sh [--profile NAME] [--from NN]
+# NAME: a profile listed by `python -m nairstd profiles` (default: its `--default`).
 # Uses ../shared/datasets when NAIRSTD_DATA is unset and that folder exists; otherwise the
 # built-in synthetic datasets (generated into data/ by notebook 01). Trained runs are cached in
 # outputs/runs/ and reused.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
-profile=quick
+profile=
 from=01
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -15,11 +16,10 @@ while [ $# -gt 0 ]; do
     --profile=*) profile="${1#*=}"; shift ;;
     --from) from="$2"; shift 2 ;;
     --from=*) from="${1#*=}"; shift ;;
-    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
     *) echo "run_all.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-case "$profile" in smoke|quick|paper) ;; *) echo "run_all.sh: unknown profile $profile" >&2; exit 2 ;; esac
 # --from names a notebook that exists (3 and 03 both mean 03_*), else nothing would run.
 if ! [[ "$from" =~ ^[0-9]{1,2}$ ]]; then
   echo "run_all.sh: error: --from $from: expected a notebook number such as 03" >&2; exit 2
@@ -31,6 +31,13 @@ if ! compgen -G "notebooks/${from}_*.ipynb" >/dev/null; then
   exit 2
 fi
 source scripts/bootstrap.sh
+# The profile names live in nairstd/profiles.py (one home; also `python -m nairstd profiles`).
+read -r default_profile profiles <<<"$(python -c 'from nairstd.profiles import DEFAULT_PROFILE as d, PROFILES as p; print(d, *p)')"
+profile="${profile:-$default_profile}"
+known=; for name in $profiles; do [ "$name" != "$profile" ] || known=1; done
+if [ -z "$known" ]; then
+  echo "run_all.sh: error: unknown profile $profile (have: $profiles)" >&2; exit 2
+fi
 if [ -z "${NAIRSTD_DATA:-}" ] && [ -d ../shared/datasets ]; then
   NAIRSTD_DATA="$(cd ../shared/datasets && pwd)"
   export NAIRSTD_DATA

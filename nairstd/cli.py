@@ -1,6 +1,6 @@
 """Command line: `python -m nairstd VERB ...` (also installed as `nairstd`).
 
-Verbs: data stats | data synth | data hard | score | bench | train | eval | predict.
+Verbs: data stats | data synth | data hard | score | bench | train | eval | predict | profiles.
 Every bad input (a missing or unreadable file, a bad option value, an unusable checkpoint or
 output folder) prints one line `error: ...` and exits with status 2: option values are checked by
 argparse types, and everything else is turned into that line in one place, `main`. What each
@@ -16,6 +16,8 @@ import warnings
 from nairstd import commands
 from nairstd.compiling import COMPILE_CHOICES, COMPILE_HELP
 from nairstd.data.images import DataError
+from nairstd.profiles import DEFAULT_PROFILE, PROFILES
+from nairstd.protocols import NATIVE, PROTOCOLS, RESIZE256
 
 
 class _Parser(argparse.ArgumentParser):
@@ -63,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     synth = data.add_parser("synth", help="generate the synthetic datasets (deterministic)")
     synth.add_argument("name", nargs="*", help="preset name(s); default: all presets")
-    synth.add_argument("--profile", default="quick", choices=["smoke", "quick", "paper"])
+    synth.add_argument("--profile", default=DEFAULT_PROFILE, choices=PROFILES)
     synth.add_argument("--out", help="output folder (default: the project's data/)")
     synth.set_defaults(func=commands.data_synth)
 
@@ -78,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     group = score.add_mutually_exclusive_group()
     group.add_argument("--split", default="test", help="train, val, test or all (default test)")
     group.add_argument("--list", help="file listing the image stems to score")
-    score.add_argument("--protocol", default="native", choices=["native", "resize256"])
+    score.add_argument("--protocol", default=NATIVE, choices=PROTOCOLS)
     score.add_argument("--json", action="store_true", help="print JSON")
     score.set_defaults(func=commands.score)
 
@@ -102,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--model", default="na_irstd", help="model name (default na_irstd)")
     train.add_argument("--dataset", default="SIRST", help="dataset name or folder")
-    train.add_argument("--profile", default="quick", choices=["smoke", "quick", "paper"])
+    train.add_argument("--profile", default=DEFAULT_PROFILE, choices=PROFILES)
     train.add_argument("--label", choices=["soft", "hard"], help="patch labels (default soft)")
     train.add_argument("--size", choices=["tiny", "base"], help="model size (profile default)")
     train.add_argument(
@@ -118,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=positive, help="epochs (profile default)")
     train.add_argument("--batch-size", type=positive, help="global batch size (profile default)")
     train.add_argument("--crop", type=non_negative, help="training crop size; 0 = whole images")
-    train.add_argument("--protocol", choices=["resize256", "native"], help="default resize256")
+    train.add_argument("--protocol", choices=PROTOCOLS, help=f"default {RESIZE256}")
     train.add_argument(
         "--image-size", type=positive, help="side of the resized images (default 256)"
     )
@@ -155,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--dataset", required=True, help="dataset name or folder")
     ev.add_argument("--split", default="test", help="train, val, test or all (default test)")
-    ev.add_argument("--protocol", default="resize256", choices=["resize256", "native"])
+    ev.add_argument("--protocol", default=RESIZE256, choices=PROTOCOLS)
     ev.add_argument("--batch-size", type=positive, default=8, help="batch size under resize256")
     ev.add_argument("--limit", type=positive, help="first N images only")
     ev.add_argument("--device", default="auto", help="auto (default), cpu, cuda")
@@ -177,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pred.add_argument("--input", required=True, nargs="+", help="image files and/or folders")
     pred.add_argument("--output", required=True, help="output folder")
-    pred.add_argument("--protocol", default="native", choices=["native", "resize256"])
+    pred.add_argument("--protocol", default=NATIVE, choices=PROTOCOLS)
     pred.add_argument("--device", default="auto", help="auto (default), cpu, cuda")
     pred.add_argument(
         "--tile",
@@ -202,6 +204,17 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--source", help="where the weights came from (default: the method's repo)")
     imp.add_argument("--licence", help="their licence (default: the method's)")
     imp.set_defaults(func=commands.import_weights)
+
+    prof = verbs.add_parser(
+        "profiles",
+        help="the run profiles (one name a line), the default one, or one profile's settings",
+    )
+    which = prof.add_mutually_exclusive_group()
+    which.add_argument(
+        "--default", action="store_true", help=f"print the default ({DEFAULT_PROFILE})"
+    )
+    which.add_argument("--show", choices=PROFILES, help="print every setting of a profile as JSON")
+    prof.set_defaults(func=commands.profiles)
     return parser
 
 
@@ -215,13 +228,15 @@ def _error_line(err: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.verb == "profiles":  # run_all.sh asks this before anything else: skip torch
+        return args.func(args)
     from nairstd.train.config import env_threads
     from nairstd.train.loop import Stage1Missing
     from nairstd.train.runs import RunInProgress
 
     # What a user can cause by bad input; anything else is a bug and keeps its traceback.
     user_errors = (DataError, ValueError, OSError, MemoryError, RunInProgress, Stage1Missing)
-    args = build_parser().parse_args(argv)
     # Our own data warnings (e.g. a mask resized) are one readable line each.
     previous_format = warnings.formatwarning
     warnings.formatwarning = lambda message, category, *a, **k: f"warning: {message}\n"

@@ -89,6 +89,20 @@ def score(args: argparse.Namespace) -> int:
     return 0
 
 
+def profiles(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from nairstd.profiles import DEFAULT_PROFILE, PROFILES, get_profile
+
+    if args.default:
+        print(DEFAULT_PROFILE)
+    elif args.show:
+        print(json.dumps(dataclasses.asdict(get_profile(args.show)), indent=2))
+    else:
+        print("\n".join(PROFILES))
+    return 0
+
+
 def bench(args: argparse.Namespace) -> int:
     from nairstd import bench
 

@@ -40,6 +40,7 @@ from nairstd.data.preprocess import checkpoint_preprocessing, normalize_image, r
 from nairstd.grid import EIGHT_CONNECTED
 from nairstd.io import save_png, write_text
 from nairstd.models.traits import unwrap
+from nairstd.protocols import NATIVE, PROTOCOLS, RESIZE256
 from nairstd.train.checkpoint import load_model, resolve_device
 from nairstd.zoo import classical_method
 
@@ -135,7 +136,7 @@ def tile_windows(
 def predict_probability(
     model: nn.Module,
     image: np.ndarray,
-    protocol: str = "native",
+    protocol: str = NATIVE,
     size: int = 256,
     device: torch.device | str = "cpu",
     tile: int = TILE,
@@ -149,12 +150,12 @@ def predict_probability(
     `preprocessing`: the input preprocessing the weights expect (nairstd.data.preprocess; None:
     ours). The map is always resized back with our bilinear resize.
     """
-    if protocol not in ("native", "resize256"):
-        raise ValueError(f"protocol must be native or resize256, got {protocol!r}")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     prep = checkpoint_preprocessing({"preprocessing": preprocessing})
     net = unwrap(model)
     h, w = image.shape
-    if protocol == "resize256":
+    if protocol == RESIZE256:
         x = resize_input(image, (size, size), prep["resize"])
         x = normalize_image(x, prep["normalize"])
         return resize_image(_forward_prob(net, x, device), (h, w)).astype(np.float32)
@@ -175,9 +176,9 @@ def classical_probability(
 ) -> np.ndarray:
     """Map of a training-free method, under the same protocols as the networks."""
     h, w = image.shape
-    x = resize_image(image, (size, size)) if protocol == "resize256" else image
+    x = resize_image(image, (size, size)) if protocol == RESIZE256 else image
     prob = np.clip(method(x.astype(np.float32)), 0.0, 1.0).astype(np.float32)
-    return resize_image(prob, (h, w)) if protocol == "resize256" else prob
+    return resize_image(prob, (h, w)) if protocol == RESIZE256 else prob
 
 
 def detections(prob: np.ndarray, image_name: str, threshold: float = 0.5) -> list[dict]:
@@ -274,7 +275,7 @@ def predict_files(
     checkpoint: str | os.PathLike | nn.Module,
     inputs: Iterable[str | os.PathLike],
     output_dir: str | os.PathLike,
-    protocol: str = "native",
+    protocol: str = NATIVE,
     device: str | torch.device | None = "auto",
     size: int = 256,
     log: Callable[[str], None] | None = None,

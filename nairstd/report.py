@@ -16,6 +16,7 @@ from pathlib import Path
 
 from nairstd.io import write_text
 from nairstd.paths import outputs_root, project_root
+from nairstd.profiles import DEFAULT_PROFILE, PROFILES
 from nairstd.reproduce.claims import claims_markdown
 
 
@@ -109,7 +110,7 @@ def write_report(profile: str, times: dict[str, float], out: Path | None = None)
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nairstd.report")
-    parser.add_argument("--profile", default="quick")
+    parser.add_argument("--profile", default=DEFAULT_PROFILE, choices=PROFILES)
     parser.add_argument("--times", help="JSON file: notebook name -> seconds")
     parser.add_argument("--failed", help="executed notebook whose failing cell to print")
     args = parser.parse_args(argv)

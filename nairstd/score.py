@@ -16,6 +16,7 @@ import numpy as np
 from nairstd.data.images import IMAGE_EXTENSIONS, DataError, resize_mask_nearest
 from nairstd.data.index import DatasetIndex
 from nairstd.metrics import IRSTDMetrics
+from nairstd.protocols import NATIVE, RESIZE256
 
 
 def read_prediction(path: Path) -> np.ndarray:
@@ -46,7 +47,7 @@ def score_folder(
     pred_dir: str | Path,
     index: DatasetIndex,
     stems: list[str],
-    protocol: str = "native",
+    protocol: str = NATIVE,
     size: int = 256,
 ) -> dict:
     """SPEC §6 metrics of the predictions in `pred_dir` for `stems` of `index`."""
@@ -63,7 +64,7 @@ def score_folder(
         prob = read_prediction(pred_file)
         peak = max(peak, float(prob.max(initial=0.0)))
         _, gt = index.load(stem)
-        if protocol == "resize256":
+        if protocol == RESIZE256:
             gt = resize_mask_nearest(gt, (size, size))
         if prob.shape != gt.shape:
             hint = " (use --protocol resize256)" if prob.shape == (size, size) else ""

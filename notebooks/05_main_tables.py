@@ -24,8 +24,8 @@
 profile = "quick"  # smoke | quick | paper
 train_set = "SIRST"  # falls back to the synthetic set when absent
 extra_test_sets = ["IRSTD-Hard"]  # scored with the same models (missing: skipped)
-deep_methods = None  # None: all deep baselines + na_irstd
-classical_methods = None  # None: all classical methods
+deep_methods = None  # None: the profile's (all deep baselines + na_irstd; smoke: two)
+classical_methods = None  # None: the profile's (all classical methods; smoke: two)
 output_dir = None  # None: the project's outputs/
 
 # %%
@@ -36,10 +36,9 @@ from nairstd.reproduce import common, main_tables
 tables_dir, figures_dir = common.output_dirs(output_dir)
 train_name = common.training_set(train_set)
 test_sets = common.available([train_name, *extra_test_sets])
-if profile == "smoke" and deep_methods is None:
-    deep_methods = ["acm", "na_irstd"]  # plumbing only: two models
-if profile == "smoke" and classical_methods is None:
-    classical_methods = ["tophat", "pstnn"]
+all_deep, all_classical = main_tables.profile_methods(profile)  # smoke: two of each
+deep_methods = all_deep if deep_methods is None else deep_methods
+classical_methods = all_classical if classical_methods is None else classical_methods
 print("trained on", train_name, "| test sets:", [t.name for t in test_sets])
 
 # %% [markdown]

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -25,25 +27,13 @@ output_dir = None  # None: the project's outputs/
 # %%
 from IPython.display import Image, Markdown, display
 
-from nairstd.reproduce import common, tradeoff
+from nairstd.profiles import get_profile
+from nairstd.reproduce import common, main_tables, tradeoff
 
 tables_dir, figures_dir = common.output_dirs(output_dir)
 dataset = common.training_set(train_set)
-deep = (
-    ["acm", "na_irstd"]
-    if profile == "smoke"
-    else [
-        "acm",
-        "dnanet",
-        "isnet",
-        "uiunet",
-        "agpcnet",
-        "rpcanet",
-        "na_irstd",
-    ]
-)
-classical = ["tophat", "pstnn"] if profile == "smoke" else ["tophat", "mpcm", "pstnn", "nram"]
-iters = 2 if profile == "smoke" else 10
+deep, classical = main_tables.profile_methods(profile)  # smoke: two of each
+iters = get_profile(profile).latency_iters
 
 # %%
 bench = tradeoff.benchmark(deep, classical, iters=iters)

@@ -17,7 +17,7 @@ from nairstd.reproduce import ablation_tables, arms, claims, main_tables
 from nairstd.reproduce.common import budget_config
 from nairstd.tables import mean_std_cells, over_seeds
 from nairstd.train import train
-from nairstd.train.loop import injection_gammas, param_groups
+from nairstd.train.stages import injection_gammas, param_groups
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

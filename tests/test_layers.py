@@ -36,6 +36,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "nairstd.io",
             "nairstd.paths",
             "nairstd.profiles",
+            "nairstd.protocols",
             "nairstd.compiling",
             "nairstd.grid",
             "nairstd.metrics",

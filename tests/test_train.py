@@ -22,7 +22,7 @@ from nairstd.cli import main as cli_main
 from nairstd.losses import bce_loss, dice_loss, seg_loss
 from nairstd.train import load_model, profile_config, read_checkpoint, train
 from nairstd.train.config import TrainConfig
-from nairstd.train.loop import Stage1Missing, param_groups
+from nairstd.train.stages import Stage1Missing, param_groups
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_FILES = ("config.json", "last.pt", "best.pt", "log.csv", "metrics.json")

@@ -18,6 +18,7 @@ from nairstd.bench.models import DEFAULT_VARIANTS, bench_models, tune_malloc
 from nairstd.bench.ops import format_profile, profile_ops
 from nairstd.bench.predict import DEFAULT_SIZES, bench_predict, format_rows, parse_size
 from nairstd.compiling import COMPILE_CHOICES
+from nairstd.protocols import NATIVE, PROTOCOLS
 from nairstd.zoo import list_models
 
 
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         default=[parse_size(s) for s in DEFAULT_SIZES],
         help="frame sizes WIDTHxHEIGHT (default 640x512 1920x1080)",
     )
-    q.add_argument("--protocol", default="native", choices=["native", "resize256"])
+    q.add_argument("--protocol", default=NATIVE, choices=PROTOCOLS)
     q.add_argument("--device", default="cpu")
     q.add_argument(
         "--compile",

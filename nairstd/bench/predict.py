@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from nairstd.protocols import NATIVE
+
 DEFAULT_SIZES = ("640x512", "1920x1080")
 
 
@@ -52,7 +54,7 @@ def bench_predict(
     model_name: str = "na_irstd",
     n: int = 10,
     sizes: tuple[tuple[int, int], ...] = ((640, 512), (1920, 1080)),
-    protocol: str = "native",
+    protocol: str = NATIVE,
     device: str = "cpu",
     modes: tuple[str, ...] = ("eager", "compiled"),
     end_to_end: bool = True,

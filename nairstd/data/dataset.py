@@ -19,8 +19,7 @@ from torch.utils.data import Dataset
 from nairstd.data.images import resize_mask_nearest
 from nairstd.data.index import DatasetIndex
 from nairstd.data.preprocess import normalize_image, resize_input
-
-PROTOCOLS = ("resize256", "native")
+from nairstd.protocols import PROTOCOLS, RESIZE256
 
 
 @dataclass
@@ -42,7 +41,7 @@ class IRSTDDataset(Dataset):
         self,
         index: DatasetIndex,
         split: str,
-        protocol: str = "resize256",
+        protocol: str = RESIZE256,
         train: bool = False,
         augment: AugmentConfig | None = None,
         size: int = 256,
@@ -74,7 +73,7 @@ class IRSTDDataset(Dataset):
         """(image [0,1], bool mask) under this dataset's protocol, cached in memory."""
         if stem not in self._cache:
             image, mask = self.index.load(stem)
-            if self.protocol == "resize256":
+            if self.protocol == RESIZE256:
                 image = resize_input(image, (self.size, self.size), self.resize)
                 mask = resize_mask_nearest(mask, (self.size, self.size))
             self._cache[stem] = (image, mask)

@@ -12,6 +12,7 @@ import pandas as pd
 from nairstd.data.images import mask_is_binary, resize_image, resize_mask_nearest
 from nairstd.data.index import SPLITS, DatasetIndex
 from nairstd.metrics import label_objects
+from nairstd.protocols import NATIVE, RESIZE256
 
 SMALL_TARGET_PX = 20  # the paper's IRSTD-Hard threshold (8-connected area)
 
@@ -22,7 +23,7 @@ def target_areas(mask: np.ndarray) -> np.ndarray:
     return label_objects(mask)[2]
 
 
-def target_table(index: DatasetIndex, protocol: str = "native", size: int = 256) -> pd.DataFrame:
+def target_table(index: DatasetIndex, protocol: str = NATIVE, size: int = 256) -> pd.DataFrame:
     """One row per target: dataset, split, stem, area (px) under the protocol, image size.
 
     Images without targets get one row with area NaN so image counts stay right.
@@ -31,7 +32,7 @@ def target_table(index: DatasetIndex, protocol: str = "native", size: int = 256)
     rows = []
     for stem in index.stems:
         image, mask = index.load(stem)
-        if protocol == "resize256":
+        if protocol == RESIZE256:
             mask = resize_mask_nearest(mask, (size, size))
             image = resize_image(image, (size, size))
         areas = target_areas(mask)
@@ -50,7 +51,7 @@ def dataset_stats(index: DatasetIndex, check_masks: bool = True) -> dict:
     """Summary of one dataset at native resolution, with the warnings its files raised."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        table = target_table(index, protocol="native")
+        table = target_table(index, protocol=NATIVE)
     images = table.drop_duplicates("stem")
     areas = table["area"].dropna().to_numpy()
     sizes = Counter(f"{w}x{h}" for w, h in zip(images["width"], images["height"], strict=True))
@@ -116,7 +117,7 @@ def format_stats(stats: dict) -> str:
 
 def table2_row(index: DatasetIndex, kind: str, background: str, size: int = 256) -> dict:
     """Table II row for the test split under the paper's resize-to-256 protocol."""
-    table = target_table(index, protocol="resize256", size=size)
+    table = target_table(index, protocol=RESIZE256, size=size)
     test = table[table["split"] == "test"]
     areas = test["area"].dropna()
     return {

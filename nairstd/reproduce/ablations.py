@@ -92,7 +92,7 @@ def k_impact(
     profile only) trains one Stage 2 per K from the same Stage-1 run, as the paper does."""
     run = soft.final
     default_k = default_top_k(run)
-    if retrain_k and profile != "paper":
+    if retrain_k and not get_profile(profile).retrain_k:
         warnings.warn(
             f"retrain_k is for the paper profile (one Stage 2 per K); profile {profile!r}: "
             "K is changed at test time instead",

@@ -18,6 +18,7 @@ from nairstd.data.hard import HARD_NAME
 from nairstd.data.images import DataError
 from nairstd.data.index import DatasetIndex, find_dataset
 from nairstd.profiles import get_profile
+from nairstd.protocols import RESIZE256
 from nairstd.reproduce.common import budget_config, cached_eval, missing_sentence
 from nairstd.reproduce.parallel import EvalSpec, Job, job, run_jobs
 from nairstd.tables import canonical
@@ -172,7 +173,7 @@ def measure(
 ) -> dict[str, Any]:
     """Test metrics (resize256) of a trained arm, from / into the run's eval cache."""
     scores_only = trained.final.config.stage == "1"
-    return cached_eval(trained.final, index, "test", "resize256", profile, top_k, scores_only)
+    return cached_eval(trained.final, index, "test", RESIZE256, profile, top_k, scores_only)
 
 
 def measured_rows(

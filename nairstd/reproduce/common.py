@@ -13,7 +13,8 @@ from typing import Any
 from nairstd.data.images import DataError
 from nairstd.data.index import DatasetIndex, find_dataset
 from nairstd.io import write_json
-from nairstd.profiles import get_profile
+from nairstd.profiles import DEFAULT_PROFILE, get_profile
+from nairstd.protocols import RESIZE256
 from nairstd.train import RunResult, evaluate_model, profile_config
 from nairstd.train.config import TrainConfig, config_hash, cpu_threads, profile_threads
 from nairstd.train.runs import dataset_identity
@@ -93,8 +94,8 @@ def cached_eval(
     run: RunResult,
     dataset: DatasetIndex,
     split: str = "test",
-    protocol: str = "resize256",
-    profile: str = "quick",
+    protocol: str = RESIZE256,
+    profile: str = DEFAULT_PROFILE,
     top_k: int | None = None,
     scores_only: bool = False,
 ) -> dict[str, Any]:

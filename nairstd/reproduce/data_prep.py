@@ -16,6 +16,7 @@ from nairstd.data.synthetic import PRESETS, preset, write_dataset
 from nairstd.paths import generated_data_root
 from nairstd.plots import fig3_target_size_curves, sample_grid, save_figure
 from nairstd.profiles import check_profile
+from nairstd.protocols import RESIZE256
 from nairstd.tables import canonical, reported, write_table
 
 # Which paper dataset each generated set stands in for, and its Table II description.
@@ -115,7 +116,7 @@ def fig3(indices: list[DatasetIndex], out_path: Path) -> pd.DataFrame:
     """Fig. 3: cumulative target-size curves (test split, resize-256 protocol)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # validate() already reported them
-        tables = [target_table(i, protocol="resize256") for i in indices]
+        tables = [target_table(i, protocol=RESIZE256) for i in indices]
     targets = pd.concat(tables, ignore_index=True)
     targets = targets[targets["split"] == "test"]
     save_figure(fig3_target_size_curves(targets), out_path)

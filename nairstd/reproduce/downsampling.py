@@ -17,6 +17,7 @@ from nairstd.data.index import DatasetIndex
 from nairstd.data.stats import target_areas
 from nairstd.plots import save_figure
 from nairstd.profiles import get_profile
+from nairstd.protocols import RESIZE256
 from nairstd.reproduce.arms import measured_rows, per_image, test_sets, train_arms
 from nairstd.reproduce.claims import (
     RULE,
@@ -132,7 +133,7 @@ def claim_c1(
 
 def small_target_examples(index: DatasetIndex, n: int = 3, max_area: int = 20) -> list[str]:
     """Test stems whose targets are small (all under `max_area` px at 256x256), smallest first."""
-    data = IRSTDDataset(index, "test", protocol="resize256")
+    data = IRSTDDataset(index, "test", protocol=RESIZE256)
     picks = []
     for stem in data.stems:
         _, mask = data.load_pair(stem)
@@ -162,7 +163,7 @@ def stage_activations(model: torch.nn.Module, image: torch.Tensor) -> list[np.nd
 def figure1(runs: dict, index: DatasetIndex, path: Path, n_images: int = 2) -> Path:
     """Fig. 1: per image, the input and each stage's activation for native vs downsampled input,
     with the target's position circled: with downsampling the target fades in deeper stages."""
-    data = IRSTDDataset(index, "test", protocol="resize256")
+    data = IRSTDDataset(index, "test", protocol=RESIZE256)
     models = {s: runs[(index.name, s)].load_model() for s in SETTINGS if (index.name, s) in runs}
     stems = small_target_examples(index, n_images)
     n_stages = 4

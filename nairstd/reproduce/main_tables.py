@@ -22,6 +22,7 @@ from nairstd.data.index import DatasetIndex
 from nairstd.metrics import match_objects
 from nairstd.plots import save_figure
 from nairstd.profiles import get_profile
+from nairstd.protocols import RESIZE256
 from nairstd.reproduce.arms import arm_configs
 from nairstd.reproduce.common import budget_config, cached_eval
 from nairstd.reproduce.official_weights import official_weights_rows
@@ -45,6 +46,15 @@ def method_rows() -> list[dict]:
         {"method": OURS, "table_name": "Na-IRSTD", "kind": "deep", "venue": "-", "available": True}
     )
     return rows
+
+
+def profile_methods(profile: str) -> tuple[list[str], list[str]]:
+    """(deep, classical) methods of the profile's Table III and Fig. 8 (Profile.deep_methods,
+    classical_methods; None there: every method)."""
+    p = get_profile(profile)
+    deep = p.deep_methods if p.deep_methods is not None else (*DEEP_BASELINES, OURS)
+    classical = p.classical_methods if p.classical_methods is not None else tuple(CLASSICAL)
+    return list(deep), list(classical)
 
 
 def train_deep(
@@ -85,14 +95,14 @@ def table3(
     for test in test_sets:
         for name in classical if classical is not None else list(CLASSICAL):
             result = evaluate_classical(
-                CLASSICAL[name], test, "test", "resize256", get_profile(profile).eval_limit
+                CLASSICAL[name], test, "test", RESIZE256, get_profile(profile).eval_limit
             )
             rows.append(_row(name, test.name, result, profile, trained_on="-"))
             print(
                 f"{name} on {test.name}: IoU {result['IoU']:.2f} ({result['seconds_per_image']:.2f} s/image)"
             )
         for name, run in runs.items():
-            result = cached_eval(run, test, "test", "resize256", profile)
+            result = cached_eval(run, test, "test", RESIZE256, profile)
             row = _row(name, test.name, result, profile, trained_on=run.config.dataset)
             row["train_time_s"] = _train_time(run)
             row["params"] = sum(p.numel() for p in run.load_model().parameters())
@@ -236,7 +246,7 @@ def figure4(
     """Fig. 4: rows = test images, columns = input, ground truth, each method's binarised output;
     each panel zooms on the first target (inset box on the input); green circles = detected
     targets, red circles = missed targets, yellow boxes = false alarms."""
-    data = IRSTDDataset(test, "test", protocol="resize256")
+    data = IRSTDDataset(test, "test", protocol=RESIZE256)
     stems = [s for s in data.stems if data.load_pair(s)[1].any()][:n_images]
     methods = [*classical, *runs]
     models = {name: run.load_model() for name, run in runs.items()}

@@ -20,6 +20,8 @@ import pandas as pd
 from nairstd.data.index import DatasetIndex
 from nairstd.io import write_json
 from nairstd.paths import outputs_root
+from nairstd.profiles import get_profile
+from nairstd.protocols import NATIVE, RESIZE256
 from nairstd.reproduce.peer_metrics import (
     METRIC_CODES,
     binarise,
@@ -53,9 +55,9 @@ SIRST_LISTS = {
 
 # Inference passes: (protocol, preprocessing).
 PASSES: dict[str, tuple[str, dict[str, Any]]] = {
-    "256 OpenCV-linear /255 (peer)": ("resize256", PEER_UNIT_256),
-    "256 PIL-bilinear /255": ("resize256", {**PEER_UNIT_256, "resize": "bilinear"}),
-    "native /255": ("native", PEER_UNIT_256),
+    "256 OpenCV-linear /255 (peer)": (RESIZE256, PEER_UNIT_256),
+    "256 PIL-bilinear /255": (RESIZE256, {**PEER_UNIT_256, "resize": "bilinear"}),
+    "native /255": (NATIVE, PEER_UNIT_256),
 }
 
 
@@ -119,9 +121,7 @@ def gap_rows(
     protocol, prep = PASSES[pass_name]
     maps = probability_maps(checkpoint, index, stems, protocol, prep, device)
     truths = {
-        "PIL nearest (ours)" if protocol == "resize256" else "native": {
-            s: maps[s][1] for s in stems
-        }
+        "PIL nearest (ours)" if protocol == RESIZE256 else "native": {s: maps[s][1] for s in stems}
     }
     if (list_name, pass_name) == (next(iter(SIRST_LISTS)), next(iter(PASSES))):
         truths["OpenCV nearest (peer)"] = peer_masks(index, stems)
@@ -295,7 +295,7 @@ def official_weights_rows(
     from nairstd.train.checkpoint import load_model
     from nairstd.train.evaluate import evaluate_checkpoint
 
-    scope = scope or {"smoke": None, "quick": "metrics"}.get(profile, "full")
+    scope = scope or get_profile(profile).gap_scope
     rows: list[dict] = []
     notes: list[str] = []
     for key, entry in OFFICIAL.items():
@@ -331,7 +331,7 @@ def official_weights_rows(
         if cache.is_file():
             result = json.loads(cache.read_text())
         else:
-            result = evaluate_checkpoint(ckpt, test, "test", "resize256", limit=limit)
+            result = evaluate_checkpoint(ckpt, test, "test", RESIZE256, limit=limit)
             write_json(cache, result)
         rows.append(
             {

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
+from nairstd.protocols import RESIZE256
 from nairstd.train.config import TrainConfig
 
 # Relative cost of one optimiser step (tiny size, 256x256, batch 8, one thread), measured with
@@ -42,7 +43,7 @@ class EvalSpec:
 
     dataset: str
     split: str = "test"
-    protocol: str = "resize256"
+    protocol: str = RESIZE256
     top_k: int | None = None
     scores_only: bool = False
 

@@ -11,13 +11,12 @@ import pandas as pd
 from nairstd.data.index import find_dataset
 from nairstd.plots import save_figure
 from nairstd.profiles import get_profile
+from nairstd.protocols import PROTOCOLS, RESIZE256
 from nairstd.reproduce.arms import Trained, train_arms
 from nairstd.reproduce.common import cached_eval
 from nairstd.tables import markdown_ready, mean_std_cells, over_seeds, reported, write_table
 from nairstd.train import RunResult
 from nairstd.train.config import cpu_threads, profile_threads
-
-PROTOCOLS = ("resize256", "native")
 
 
 def train_stage2_arms(
@@ -147,7 +146,7 @@ def metrics_table(
             "source": "reported in paper (Table III)",
             "dataset": paper["dataset"],
             "split": "test",
-            "protocol": "resize256",
+            "protocol": RESIZE256,
             "IoU": paper["IoU"],
             "Pd": paper["Pd"],
             "Fa": paper["Fa"],

@@ -2,20 +2,25 @@
 with the weights, so `load_model(path)` needs nothing else.
 
 A checkpoint is a dict {"format", "model", "size", "overrides", "state_dict", "run_id", "config",
-"epoch", "metrics"}; `path` may also be a run folder (its best.pt is used).
+"epoch", "metrics"}; `path` may also be a run folder (its best.pt is used). A run's last.pt adds
+the resume state (optimiser, scheduler, scaler, loop state, RNG states; `save_run_checkpoint`,
+`read_resume_state`).
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from nairstd.data.images import DataError
+from nairstd.io import save_torch
 from nairstd.models.traits import unwrap
 
 FORMAT = "nairstd-checkpoint-1"
@@ -123,3 +128,78 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {device!r}: CUDA is not available on this machine")
     return resolved
+
+
+# --------------------------------------------------------------------------------------------------
+# A training run's checkpoints: best.pt and the resume state last.pt
+# --------------------------------------------------------------------------------------------------
+def save_run_checkpoint(
+    path: Path, model: nn.Module, config: Any, run_id: str, epoch: int, **extra: Any
+) -> None:
+    """Write a run's checkpoint atomically (`config` is the run's TrainConfig, not imported here:
+    it sits a layer above): best.pt (`metrics=`) or last.pt (the resume state:
+    optimizer, scheduler, scaler, state, rng, world_size)."""
+    ckpt = model_checkpoint(
+        model,
+        config.model,
+        config.size,
+        config.build_overrides(),
+        run_id=run_id,
+        config=config.to_dict(),
+        epoch=epoch,
+        **extra,
+    )
+    save_torch(ckpt, path)
+
+
+def read_resume_state(path: Path, world_size: int) -> dict[str, Any] | None:
+    """A run's last.pt (None when there is none), checked to be a resume state written with
+    `world_size` processes; errors name the file and say how to restart."""
+    if not path.is_file():
+        return None
+    try:
+        ckpt = load_trusted(path)
+    except DataError as err:
+        raise DataError(f"{err}; delete it to restart this run") from err
+    if not isinstance(ckpt, dict) or "state" not in ckpt or "rng" not in ckpt:
+        raise DataError(f"{path}: not a resume state; delete it to restart this run")
+    if ckpt.get("world_size", 1) != world_size:
+        raise RuntimeError(
+            f"{path}: the run was started with {ckpt.get('world_size', 1)} process(es); "
+            f"resume it with the same number (now {world_size})"
+        )
+    return ckpt
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """Every RNG state a run consumes (torch, numpy, python, cuda), for last.pt."""
+    # Plain tensors/lists only, so last.pt loads with weights_only=True.
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, mt, gauss_next = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+        "python": [version, list(mt), gauss_next],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what `rng_state` saved."""
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state(
+        (kind, np.asarray(keys, dtype=np.int64).astype(np.uint32), pos, has_gauss, gauss)
+    )
+    version, mt, gauss_next = state["python"]
+    random.setstate((version, tuple(mt), gauss_next))
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

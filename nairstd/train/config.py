@@ -1,4 +1,4 @@
-"""Training configuration (SPEC §3) and the per-profile settings (SPEC §4).
+"""Training configuration (SPEC §3); the per-profile settings live in `nairstd.profiles`.
 
 A `TrainConfig` says everything that changes a run's result; its hash names the run's folder in
 the cache (`outputs/runs/<run-id>/`), so a notebook asking for the same config reuses the run.
@@ -16,7 +16,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from nairstd.profiles import check_profile
+from nairstd.profiles import get_profile
+from nairstd.protocols import PROTOCOLS, RESIZE256
 
 STAGES = ("1", "2", "one")
 LABELS = ("soft", "hard")
@@ -48,7 +49,7 @@ class TrainConfig:
     # Stage 2 without init_from: length of the Stage-1 run it starts from (None: the profile's)
     stage1_epochs: int | None = None
     stage1_max_steps: int | None = None
-    protocol: str = "resize256"  # "resize256" (images resized to image_size) or "native"
+    protocol: str = RESIZE256  # "resize256" (images resized to image_size) or "native"
     image_size: int = 256  # side of the resized images under resize256
     crop_size: int | None = 128  # square training crop (None: whole images; needs equal sizes)
     target_crop_p: float = 0.5  # probability a training crop is centred on a target
@@ -88,8 +89,8 @@ class TrainConfig:
             raise ValueError(f"label must be one of {LABELS}, got {self.label!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        if self.protocol not in ("resize256", "native"):
-            raise ValueError(f"protocol must be resize256 or native, got {self.protocol!r}")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
         self.check_numbers()
 
     def check_numbers(self) -> None:
@@ -135,60 +136,17 @@ def config_hash(fields: dict[str, Any], length: int = 8) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
-# Profile settings per stage. "quick" is sized so Stage 1 + Stage 2 on SIRST (256 train images)
-# take well under 40 minutes on a 2-core CPU with the tiny model (see README "Profiles").
-_PROFILES: dict[str, dict[str, dict[str, Any]]] = {
-    "smoke": {
-        # Plumbing only: a handful of steps on tiny crops, a few validation images: seconds.
-        "common": dict(
-            size="tiny",
-            batch_size=2,
-            crop_size=64,
-            val_limit=4,
-            val_every=1,
-            ckpt_every=2,
-            amp=False,
-            threads=1,
-        ),
-        "1": dict(epochs=2, epoch_steps=2),
-        "2": dict(epochs=2, epoch_steps=2, lr_gamma=1e-2),
-        "one": dict(epochs=2, epoch_steps=2, lr_gamma=1e-2),
-    },
-    "quick": {
-        # 2-core CPU: tiny model, whole 256x256 images (on SIRST they beat 128 px crops at equal
-        # time: val IoU 64.6 vs 61.2), short cosine schedules, one thread (see `threads`).
-        "common": dict(
-            size="tiny", batch_size=8, crop_size=None, amp=False, ckpt_every=100, threads=1
-        ),
-        # gamma_l at its own rate 1e-2 (README, "Injection gamma": chosen on SIRST val).
-        "1": dict(epochs=30, val_every=5),
-        "2": dict(epochs=60, val_every=5, lr_gamma=1e-2),
-        "one": dict(epochs=60, val_every=5, lr_gamma=1e-2),
-    },
-    "paper": {
-        # The paper (SPEC §3): batch 8, 500 + 1500 epochs, whole 256x256 images, AMP on CUDA.
-        "common": dict(
-            size="base", batch_size=8, crop_size=None, amp=True, workers=4, ckpt_every=500
-        ),
-        "1": dict(epochs=500, val_every=10),
-        "2": dict(epochs=1500, val_every=10),
-        "one": dict(epochs=1500, val_every=10),
-    },
-}
-
-
 def profile_settings(profile: str, stage: str) -> dict[str, Any]:
-    """The TrainConfig fields a profile sets for a stage."""
-    check_profile(profile)
+    """The TrainConfig fields a profile sets for a stage (nairstd.profiles.Profile)."""
     stage = str(stage)
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
-    return {**_PROFILES[profile]["common"], **_PROFILES[profile][stage]}
+    return get_profile(profile).stage_settings(stage)
 
 
 def profile_threads(profile: str) -> int | None:
     """CPU threads a profile's runs and evaluations use (None: torch's default)."""
-    return _PROFILES[check_profile(profile)]["common"].get("threads")
+    return get_profile(profile).threads
 
 
 def env_threads() -> int | None:

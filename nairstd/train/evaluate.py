@@ -27,6 +27,7 @@ from nairstd.data.preprocess import checkpoint_preprocessing
 from nairstd.metrics import IRSTDMetrics, TopKCoverage, target_patch_flags
 from nairstd.models.layers import pad_to_multiple
 from nairstd.models.traits import has_native_branch, pad_multiple, unwrap
+from nairstd.protocols import NATIVE, RESIZE256
 from nairstd.train.checkpoint import load_model, resolve_device
 from nairstd.zoo import classical_method
 
@@ -93,7 +94,7 @@ def make_loader(
     if limit is not None and limit < len(dataset):
         dataset = Subset(dataset, range(limit))
     # Native protocol: images differ in size, so one at a time.
-    bs = 1 if protocol == "native" else batch_size
+    bs = 1 if protocol == NATIVE else batch_size
     return DataLoader(dataset, batch_size=bs, shuffle=False, num_workers=workers)
 
 
@@ -205,7 +206,7 @@ def evaluate_model(
     model: nn.Module,
     dataset: str | os.PathLike | DatasetIndex,
     split: str = "test",
-    protocol: str = "resize256",
+    protocol: str = RESIZE256,
     image_size: int = 256,
     batch_size: int = 8,
     device: str | torch.device | None = "auto",
@@ -245,7 +246,7 @@ def evaluate_checkpoint(
     checkpoint: str | os.PathLike,
     dataset: str | os.PathLike | DatasetIndex,
     split: str = "test",
-    protocol: str = "resize256",
+    protocol: str = RESIZE256,
     **kwargs: Any,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint file or run folder (its best.pt); keywords as evaluate_model.
@@ -275,7 +276,7 @@ def topk_coverage_curve(
     dataset: str | os.PathLike | DatasetIndex,
     ks: tuple[int, ...] = (1, 2, 3, 5, 8, 16),
     split: str = "test",
-    protocol: str = "resize256",
+    protocol: str = RESIZE256,
     image_size: int = 256,
     device: str | torch.device | None = "auto",
     data_root: str | None = None,
@@ -322,7 +323,7 @@ def evaluate_classical(
     method: str | Any,
     dataset: str | os.PathLike | DatasetIndex,
     split: str = "test",
-    protocol: str = "resize256",
+    protocol: str = RESIZE256,
     limit: int | None = None,
     data_root: str | None = None,
 ) -> dict[str, Any]:

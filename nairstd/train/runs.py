@@ -31,6 +31,7 @@ from typing import Any
 import pandas as pd
 
 from nairstd.data.index import DatasetIndex
+from nairstd.io import write_json
 from nairstd.paths import outputs_root
 from nairstd.train.config import TrainConfig, config_hash
 
@@ -119,6 +120,23 @@ def run_dir(
     config: TrainConfig, index: DatasetIndex, runs_dir: str | os.PathLike | None = None
 ) -> Path:
     return runs_root(runs_dir) / run_id(config, index)
+
+
+def write_run_config(folder: Path, config: TrainConfig, index: DatasetIndex) -> None:
+    """Write the run's config.json (once); a folder another config owns is a RuntimeError."""
+    path = folder / "config.json"
+    info = {
+        "run_id": folder.name,
+        "config": config.to_dict(),
+        "key": run_key(config, index),
+        "dataset": {**dataset_identity(index), "root": str(index.root)},
+    }
+    if path.is_file():
+        old = json.loads(path.read_text())
+        if old.get("key") != info["key"]:
+            raise RuntimeError(f"{path}: another config owns this run folder (hash clash)")
+        return
+    write_json(path, info)
 
 
 def sweep_temp_files(folder: Path) -> list[Path]:

@@ -37,12 +37,12 @@ from nairstd.data.synthetic.presets import (
     BACKGROUND_KINDS,
     GENERATOR_VERSION,
     PRESETS,
-    PROFILES,
     SyntheticConfig,
     SyntheticPreset,
     preset,
 )
 from nairstd.data.synthetic.writer import dataset_is_complete, split_stems, write_dataset
+from nairstd.profiles import PROFILES
 
 __all__ = [
     "BACKGROUND_KINDS",

@@ -1,0 +1,62 @@
+"""A run's training batches: the sample order of each epoch is a function of (seed, epoch), so a
+resumed run sees the same batches as an uninterrupted one; under torchrun each process takes
+its share (DistributedSampler) of the global batch."""
+
+from __future__ import annotations
+
+import math
+
+from torch.utils.data import DataLoader
+from torch.utils.data.distributed import DistributedSampler
+
+from nairstd.data.dataset import AugmentConfig, IRSTDDataset
+from nairstd.data.index import DatasetIndex
+from nairstd.protocols import NATIVE
+from nairstd.train.config import TrainConfig
+
+
+class TrainBatches:
+    """The train split as per-epoch batches of sample indices, and the run's length in steps."""
+
+    def __init__(self, cfg: TrainConfig, index: DatasetIndex, world: int, rank: int) -> None:
+        if cfg.protocol == NATIVE and cfg.crop_size is None and cfg.batch_size > 1:
+            raise ValueError("native-protocol training with batch_size > 1 needs a crop_size")
+        augment = AugmentConfig(crop_size=cfg.crop_size, target_crop_p=cfg.target_crop_p)
+        self.dataset = IRSTDDataset(
+            index,
+            "train",
+            protocol=cfg.protocol,
+            train=True,
+            augment=augment,
+            size=cfg.image_size,
+            seed=cfg.seed,
+        )
+        self.workers = cfg.workers
+        if cfg.workers > 0:
+            # Read every image once here: forked workers inherit the cache, so later epochs
+            # (a new loader each) do not decode the files again.
+            for stem in self.dataset.stems:
+                self.dataset.load_pair(stem)
+        self.sampler = DistributedSampler(
+            self.dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed
+        )
+        self.rank_batch = max(1, cfg.batch_size // world)
+        self.steps_per_epoch = max(1, len(self.sampler) // self.rank_batch)
+        if cfg.epoch_steps:
+            self.steps_per_epoch = min(self.steps_per_epoch, cfg.epoch_steps)
+        total = cfg.epochs * self.steps_per_epoch
+        self.total_steps = min(total, cfg.max_steps) if cfg.max_steps else total
+        self.n_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
+
+    def epoch(self, epoch: int) -> list[list[int]]:
+        """This process's batches of `epoch` (augmentations of the epoch too)."""
+        self.dataset.epoch = epoch
+        self.sampler.set_epoch(epoch)
+        indices = list(self.sampler)
+        b = self.rank_batch
+        if len(indices) < b:
+            return [indices]
+        return [indices[i * b : (i + 1) * b] for i in range(self.steps_per_epoch)]
+
+    def loader(self, batches: list[list[int]]) -> DataLoader:
+        return DataLoader(self.dataset, batch_sampler=batches, num_workers=self.workers)
