@@ -184,10 +184,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    from nairstd.bench import tune_malloc
     from nairstd.metrics import format_metrics
     from nairstd.train import evaluate_checkpoint
     from nairstd.train.evaluate import classical_method, evaluate_classical
 
+    tune_malloc()  # native-resolution activations: keep freed blocks instead of page-faulting
     if classical_method(args.checkpoint) is not None:
         result = evaluate_classical(
             args.checkpoint, args.dataset, args.split, args.protocol, args.limit, args.data_root
@@ -220,7 +222,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    from nairstd.bench import tune_malloc
     from nairstd.train.predict import predict_files
+
+    tune_malloc()  # native-resolution activations: keep freed blocks instead of page-faulting
 
     result = predict_files(
         args.checkpoint,
