@@ -76,3 +76,18 @@ def test_eval_folding_matches_the_module_sequence(name):
             ref = model(x)
     assert torch.allclose(fast, ref, atol=1e-5, rtol=1e-5)
     assert not torch.equal(fast, ref)  # the folded path really ran
+
+
+def test_compiled_forward_matches_reference(monkeypatch):
+    """The compiled model (dynamo-traced eval fast path) equals the reference to 1e-5."""
+    from nairstd.compiling import compile_model
+
+    monkeypatch.setenv("NAIRSTD_COMPILE_BACKEND", "eager")  # trace only: seconds, not a minute
+    torch.manual_seed(0)
+    model = _trained_like(build_model("na_irstd", "tiny"))
+    x = torch.randn(1, 1, 64, 96)
+    torch._dynamo.reset()
+    with torch.inference_mode():
+        ref = reference_forward(model, x)
+        out = compile_model(model)(x)
+    assert torch.allclose(out, ref, atol=1e-5, rtol=1e-5)
