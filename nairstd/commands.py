@@ -194,11 +194,13 @@ def train(args: argparse.Namespace) -> int:
 
 
 def evaluate(args: argparse.Namespace) -> int:
+    from nairstd.bench import tune_malloc
     from nairstd.metrics import format_metrics
     from nairstd.train import evaluate_checkpoint
     from nairstd.train.evaluate import evaluate_classical
     from nairstd.zoo import classical_method
 
+    tune_malloc()  # native-resolution activations: keep freed blocks instead of page-faulting
     if classical_method(args.checkpoint) is not None:
         result = evaluate_classical(
             args.checkpoint, args.dataset, args.split, args.protocol, args.limit, args.data_root
@@ -231,8 +233,10 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def predict(args: argparse.Namespace) -> int:
+    from nairstd.bench import tune_malloc
     from nairstd.predict import predict_files
 
+    tune_malloc()  # native-resolution activations: keep freed blocks instead of page-faulting
     result = predict_files(
         args.checkpoint,
         args.input,

@@ -137,15 +137,18 @@ def save_torch(obj: Any, path: str | os.PathLike) -> Path:
     return write_with(path, lambda tmp: torch.save(obj, tmp))
 
 
-def save_png(array: np.ndarray, path: str | os.PathLike) -> Path:
-    """Save a uint8 (H, W) or (H, W, 3) array, or a bool mask (as 0/255), as PNG."""
+def save_png(array: np.ndarray, path: str | os.PathLike, compress_level: int | None = None) -> Path:
+    """Save a uint8 (H, W) or (H, W, 3) array, or a bool mask (as 0/255), as PNG.
+
+    compress_level: zlib level 0-9 (None: PIL's default); the pixels are the same at any level."""
     from PIL import Image
 
     if array.dtype == bool:
         array = array.astype(np.uint8) * 255
     if array.dtype != np.uint8 and array.dtype != np.uint16:
         raise TypeError(f"save_png expects uint8/uint16/bool, got {array.dtype} for {path}")
-    return write_with(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
+    options = {} if compress_level is None else {"compress_level": compress_level}
+    return write_with(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG", **options))
 
 
 def _json_default(obj: Any) -> Any:

@@ -25,6 +25,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -271,6 +272,80 @@ def _failure_message(file: Path, target: Path, err: BaseException) -> str:
     return f"{file}: {type(err).__name__}: {err}"
 
 
+# Reading the next image and writing the previous one run in threads beside the model (PIL, zlib
+# and numpy release the GIL), so a free core hides the file IO. Up to this many pixels an image
+# overlaps its neighbours; larger ones (tiled, memory-bounded) run one step at a time, so at most
+# one large image is held at once, as before.
+OVERLAP_MAX_PIXELS = 4096 * 4096
+# zlib level of the probability PNGs: level 1 writes the same pixels 2x faster than PIL's default
+# (6) for a noisy map (measured 28 vs 54 ms at 640x512), for files ~10 % larger.
+PNG_COMPRESS_LEVEL = 1
+
+
+def write_outputs(prob: np.ndarray, file: Path, target: Path) -> list[dict]:
+    """Write the probability PNG of `file` to `target`; its detections rows."""
+    save_png(to_uint8(prob), target, compress_level=PNG_COMPRESS_LEVEL)
+    return detections(prob, file.name)
+
+
+def run_overlapped(
+    plan: list[tuple[Path, Path]],
+    infer: Callable[[np.ndarray], np.ndarray],
+    done: Callable[[Path, Path, list[dict]], None],
+    failed: Callable[[Path, Path, BaseException], None],
+) -> None:
+    """For each (input, output) of `plan`, in order: read, `infer` (this thread), write outputs,
+    then `done(file, target, rows)` or `failed(file, target, error)`.
+
+    The read of image i+1 and the writes of image i-1 overlap the inference of image i (one
+    reader and one writer thread); callbacks run in this thread, in input order.
+    """
+    with (
+        ThreadPoolExecutor(1, "nairstd-read") as reader,
+        ThreadPoolExecutor(1, "nairstd-write") as writer,
+    ):
+        writing: tuple[Path, Path, Future] | None = None
+
+        def finish_write() -> None:
+            nonlocal writing
+            if writing is not None:
+                file, target, future = writing
+                writing = None
+                try:
+                    found = future.result()
+                except Exception as err:  # per image: name it, skip it, go on
+                    failed(file, target, err)
+                else:
+                    done(file, target, found)
+
+        reading = reader.submit(read_image, plan[0][0]) if plan else None
+        for i, (file, target) in enumerate(plan):
+            error: BaseException | None = None
+            prob = None
+            future, reading = reading, None
+            try:
+                image = future.result()
+                if image.size > OVERLAP_MAX_PIXELS:
+                    finish_write()  # a large image runs alone: memory stays bounded
+                elif i + 1 < len(plan):
+                    reading = reader.submit(read_image, plan[i + 1][0])
+                prob = infer(image)
+                del image
+            except Exception as err:  # per image: name it, skip it, go on
+                error = err
+            finish_write()  # the previous image's callback first: input order
+            if error is None:
+                writing = (file, target, writer.submit(write_outputs, prob, file, target))
+                if prob.size > OVERLAP_MAX_PIXELS:
+                    finish_write()
+            else:
+                failed(file, target, error)
+            del prob
+            if reading is None and i + 1 < len(plan):
+                reading = reader.submit(read_image, plan[i + 1][0])
+        finish_write()
+
+
 def predict_files(
     checkpoint: str | os.PathLike | nn.Module,
     inputs: Iterable[str | os.PathLike],
@@ -315,27 +390,23 @@ def predict_files(
         say(f"error: {message} (skipped)")
     rows: list[dict] = []
     start = time.perf_counter()
+
+    def infer(image: np.ndarray) -> np.ndarray:
+        if classical is not None:
+            return classical_probability(classical, image, protocol, size)
+        return predict_probability(model, image, protocol, size, device, tile, preprocessing=prep)
+
+    def done(file: Path, target: Path, found: list[dict]) -> None:
+        result.written.append(target)
+        rows.extend(found)
+
+    def failed(file: Path, target: Path, err: BaseException) -> None:
+        message = _failure_message(file, target, err)
+        result.failures.append((str(file), message))
+        say(f"error: {message} (skipped)")
+
     try:
-        for file, target in plan:
-            try:
-                image = read_image(file)
-                if classical is not None:
-                    prob = classical_probability(classical, image, protocol, size)
-                else:
-                    prob = predict_probability(
-                        model, image, protocol, size, device, tile, preprocessing=prep
-                    )
-                del image
-                save_png(to_uint8(prob), target)
-                found = detections(prob, file.name)
-                del prob
-            except Exception as err:  # per image: name it, skip it, go on
-                message = _failure_message(file, target, err)
-                result.failures.append((str(file), message))
-                say(f"error: {message} (skipped)")
-                continue
-            result.written.append(target)
-            rows.extend(found)
+        run_overlapped(plan, infer, done, failed)
     finally:
         result.seconds = time.perf_counter() - start
         result.detections = pd.DataFrame(rows, columns=DETECTION_COLUMNS)

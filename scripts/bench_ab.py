@@ -5,7 +5,7 @@
 
 Prints best-of-N and median ms per forward for every (model, batch, mode); the modes are timed
 in interleaved rounds so they share the same load. `--reference` adds the
-old Na-IRSTD forward kept in tests/reference_na_irstd.py, run on the same weights, so before/after
+old forward kept in tests/reference_na_irstd.py (Na-IRSTD and the detector), run on the same weights, so before/after
 figures come from one process under the same load.
 """
 
@@ -44,7 +44,7 @@ def main() -> None:
         torch.manual_seed(0)
         model = build_model(name, a.size).eval()
         modes = {"eager": model}
-        if a.reference and name == "na_irstd":
+        if a.reference and name in ("na_irstd", "detector"):
             from reference_na_irstd import reference_forward
 
             modes["reference"] = lambda x, m=model: reference_forward(m, x)

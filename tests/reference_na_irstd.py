@@ -4,17 +4,38 @@
 separate gathers per stage) on the weights of a current `NaIRSTD`, so tests can check the
 optimised forward against it (outputs equal to 1e-5) and `scripts/bench_ab.py --reference` can
 time old and new in the same process. Only the native-branch, scoring and injection code paths
-are copied; the detector (unchanged) is called as is.
+are copied; the detector's modules run under `unfused()`, their original eval forward (BN as
+its own pass, out-of-place residual adds) before the eval folding in `nairstd.models.layers`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nairstd.models import layers
 from nairstd.models.layers import pad_to_multiple, to_memory_format
 from nairstd.models.scoring import k_for, select_top_k
+
+
+@contextmanager
+def unfused() -> Iterator[None]:
+    """Run ConvBNAct, BasicBlock and DWSepBlock with their original forward (any mode)."""
+    originals = {
+        cls: cls.forward for cls in (layers.ConvBNAct, layers.BasicBlock, layers.DWSepBlock)
+    }
+    layers.ConvBNAct.forward = nn.Sequential.forward
+    layers.BasicBlock.forward = lambda self, x: F.relu(x + self.conv2(self.conv1(x)))
+    layers.DWSepBlock.forward = lambda self, x: F.relu(x + self.pw(self.dw(x)))
+    try:
+        yield
+    finally:
+        for cls, forward in originals.items():
+            cls.forward = forward
 
 
 def _patchify(x: Tensor, P: int) -> tuple[Tensor, tuple[int, int]]:
@@ -114,7 +135,14 @@ def _inject(inj: nn.Module, feats_bb, feats_na, selected: Tensor, grid) -> list[
 
 
 def reference_forward(model: nn.Module, x: Tensor, return_extras: bool = False):
-    """The pre-issue-14 `NaIRSTD.forward` (patch branch) on `model`'s weights."""
+    """The pre-issue-14 forward on `model`'s weights: `NaIRSTD` (patch branch) or `Detector`."""
+    with unfused():
+        if not hasattr(model, "native"):
+            return model(x)
+        return _reference_na_irstd(model, x, return_extras)
+
+
+def _reference_na_irstd(model: nn.Module, x: Tensor, return_extras: bool):
     H, W = x.shape[-2:]
     c = model.config
     xp = to_memory_format(pad_to_multiple(x, model.pad_multiple, c.pad_mode), c.channels_last)

@@ -224,10 +224,10 @@ def test_disk_full_keeps_the_detections_done(tmp_path, monkeypatch, capsys):
         Image.fromarray(image).save(folder / f"img{i}.png")
     real_save = predict_module.save_png
 
-    def save_png(array, path):
+    def save_png(array, path, **options):
         if Path(path).name == "img1.png":
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-        return real_save(array, path)
+        return real_save(array, path, **options)
 
     monkeypatch.setattr(predict_module, "save_png", save_png)
     out = tmp_path / "o"

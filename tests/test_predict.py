@@ -136,3 +136,37 @@ def test_missing_input_and_overwrite_guard(checkpoint, tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 1 and "missing.png" in err and "a.png" in err
     assert np.asarray(Image.open(folder / "a.png")).max() == 0  # the input was not overwritten
+
+
+@pytest.mark.parametrize("max_pixels", [10**9, 0])  # overlapped, and every image run alone
+def test_overlapped_pipeline_order_and_failures(tmp_path, monkeypatch, max_pixels):
+    from nairstd import predict as predict_module
+
+    monkeypatch.setattr(predict_module, "OVERLAP_MAX_PIXELS", max_pixels)
+    plan = []
+    for i in range(6):
+        file = tmp_path / f"img{i}.png"
+        image = np.zeros((16, 16), np.uint8)
+        image[4:6, 4:6] = 200 + i
+        Image.fromarray(image).save(file)
+        plan.append((file, tmp_path / "out" / file.name))
+    plan[1][0].write_bytes(b"not a png")  # read fails
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "img4.png").mkdir()  # write fails: a folder is in the way
+
+    def infer(image):
+        if image.max() == np.float32(203 / 255):  # img3: the model fails
+            raise RuntimeError("model failed")
+        return (image > 0.5).astype(np.float32)
+
+    events = []
+    predict_module.run_overlapped(
+        plan,
+        infer,
+        lambda f, t, rows: events.append((f.name, "ok", len(rows))),
+        lambda f, t, err: events.append((f.name, "failed", type(err).__name__)),
+    )
+    assert [e[0] for e in events] == [f"img{i}.png" for i in range(6)]
+    assert [e[1] for e in events] == ["ok", "failed", "ok", "failed", "failed", "ok"]
+    assert events[0][2] == 1 and events[3][2] == "RuntimeError"
+    assert np.asarray(Image.open(tmp_path / "out" / "img5.png")).max() == 255

@@ -24,6 +24,7 @@ from nairstd.zoo import list_models
 
 def _predict(args: argparse.Namespace) -> int:
     modes = ("eager",) if args.compile == "off" else ("eager", "compiled")
+    tune_malloc()  # as `predict` does
     rows = bench_predict(
         args.size,
         args.model,

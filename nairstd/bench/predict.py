@@ -3,7 +3,8 @@
 For every frame size, eager and compiled side by side: the model's forward pass alone
 (`predict_probability`: standardise, forward, sigmoid; best of N, as frames/s and megapixels/s)
 and `predict` end to end (read the file, run the model, write the probability PNG, label the
-detections) on generated 8-bit images, with an untrained model of the given size.
+detections; reading and writing overlap the model in threads) on generated 8-bit images, with an
+untrained model of the given size, plus the best time of each of those steps alone.
 """
 
 from __future__ import annotations
@@ -46,6 +47,35 @@ def _forward_best(model, image: np.ndarray, protocol: str, device: str, n: int) 
         t0 = time.perf_counter()
         predict_probability(model, image, protocol, device=device)
         best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _phases_ms(model, folder: Path, protocol: str, device: str) -> dict[str, float]:
+    """Best ms of each step `predict` runs per image, over the PNGs in `folder` (one pass each):
+    read, model (standardise + forward + sigmoid), PNG write, detections."""
+    from nairstd.data.images import read_image
+    from nairstd.predict import (
+        PNG_COMPRESS_LEVEL,
+        detections,
+        predict_probability,
+        save_png,
+        to_uint8,
+    )
+
+    best: dict[str, float] = {}
+
+    def timed(name: str, fn, *args, **kwargs):
+        t0 = time.perf_counter()
+        out = fn(*args, **kwargs)
+        best[name] = min(best.get(name, float("inf")), 1000 * (time.perf_counter() - t0))
+        return out
+
+    for file in sorted(folder.glob("*.png")):
+        image = timed("read", read_image, file)
+        prob = timed("model", predict_probability, model, image, protocol, device=device)
+        out = folder.parent / "phases.png"
+        timed("write_png", save_png, to_uint8(prob), out, compress_level=PNG_COMPRESS_LEVEL)
+        timed("detections", detections, prob, file.name)
     return best
 
 
@@ -94,6 +124,7 @@ def bench_predict(
                 "images": n,
                 "failures": 0,
                 "images_per_s": None,
+                "phases_ms": None,  # best ms of each predict step (end-to-end runs only)
             }
             if end_to_end:
                 with tempfile.TemporaryDirectory() as tmp:
@@ -113,6 +144,7 @@ def bench_predict(
                     )
                     row["images_per_s"] = n / (time.perf_counter() - start)
                     row["failures"] = len(result.failures)
+                    row["phases_ms"] = _phases_ms(net, folder, protocol, device)
             rows.append(row)
     return rows
 
@@ -137,6 +169,10 @@ def format_rows(rows: list[dict]) -> str:
             f"{r['first_call_s']:10.1f}"
         )
         by[(r["image"], r["mode"])] = r
+    for r in rows:
+        if r.get("phases_ms"):
+            steps = ", ".join(f"{k} {v:.1f}" for k, v in r["phases_ms"].items())
+            lines.append(f"{r['image']} {r['mode']} per-image steps (best ms): {steps}")
     for (image, mode), r in by.items():
         if mode == "compiled" and (image, "eager") in by:
             ratio = by[(image, "eager")]["forward_ms"] / r["forward_ms"]

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import Attention, ConvBNAct, DWSepBlock, make_block, to_memory_format
+from .layers import Attention, ConvBNAct, fold_bn, make_block, to_memory_format
 
 
 def patchify(x: Tensor, patch_size: int) -> tuple[Tensor, tuple[int, int]]:
@@ -99,16 +99,6 @@ class NativeStage(NamedTuple):
         return f.reshape(batch, f.shape[0] // batch, *f.shape[1:])
 
 
-def fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
-    """Eval-mode Conv -> BN as one conv: (weight, bias) with the BN statistics folded in."""
-    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
-    weight = conv.weight * scale.reshape(-1, 1, 1, 1)
-    bias = bn.bias - bn.running_mean * scale
-    if conv.bias is not None:
-        bias = bias + conv.bias * scale
-    return weight, bias
-
-
 def _first_conv(first: ConvBNAct, y: Tensor, a_prev: Tensor | None) -> Tensor:
     """Eval ConvBNAct on y + A_prev (A_prev broadcast over each patch, or None).
 
@@ -127,17 +117,11 @@ def _first_conv(first: ConvBNAct, y: Tensor, a_prev: Tensor | None) -> Tensor:
     return y.relu_() if len(first) > 2 else y
 
 
-def _dwsep(block: DWSepBlock, y: Tensor) -> Tensor:
-    """Eval DWSepBlock: pointwise conv with its BN folded, then residual add and ReLU in place."""
-    w, b = fold_bn(block.pw[0], block.pw[1])
-    return F.conv2d(block.dw(y), w, b).add_(y).relu_()
-
-
 def fast_stage(stage: nn.Sequential, y: Tensor, a_prev: Tensor | None) -> Tensor:
     """Eval-mode PDE stage on y + A_prev (see `_first_conv`): same output, fewer passes."""
     y = _first_conv(stage[0], y, a_prev)
     for block in list(stage)[1:]:
-        y = _dwsep(block, y) if isinstance(block, DWSepBlock) else block(y)
+        y = block(y)  # eval blocks fold their BN themselves (nairstd.models.layers)
     return y
 
 
