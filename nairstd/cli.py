@@ -83,7 +83,18 @@ def _cmd_score(args: argparse.Namespace) -> int:
         raise DataError(
             f"{source}: {len(repeated)} image(s) listed more than once, e.g. {repeated[0]}"
         )
-    result = score_folder(args.pred, index, stems, protocol=args.protocol)
+    if args.sweep:
+        from nairstd.sweep import sweep_folder
+
+        rows = sweep_folder(args.pred, index, stems, args.sweep, protocol=args.protocol)
+        for r in rows:
+            print(
+                f"threshold {r['threshold']:.2f}: Pd {r['Pd']:.2f} | Fa {r['Fa']:.2f} | "
+                f"false targets per frame {r['fa_per_frame']:.3f}"
+            )
+        print(f"-> {args.sweep} and {Path(args.sweep).with_suffix('.png')}")
+        return 0
+    result = score_folder(args.pred, index, stems, protocol=args.protocol, threshold=args.threshold)
     if args.json:
         print(json.dumps(_json_safe(result), indent=2, allow_nan=False))
     else:
@@ -148,6 +159,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
             seed=args.seed,
             loss=args.loss,
             lr_gamma=args.lr_gamma,
+            scale_min=args.scale[0] if args.scale else None,
+            scale_max=args.scale[1] if args.scale else None,
+            background_p=args.background_p,
+            fa_weight=args.fa_weight,
+            target_crop_p=args.target_crop_p,
             device=args.device,
             workers=args.workers,
             amp=False if args.no_amp else None,
@@ -230,6 +246,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         device=args.device,
         tile=args.tile,
         compile_mode=args.compile,
+        threshold=args.threshold,
     )
     n = len(result.written)
     print(
@@ -318,6 +335,18 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--split", default="test", help="train, val, test or all (default test)")
     group.add_argument("--list", help="file listing the image stems to score")
     score.add_argument("--protocol", default="native", choices=["native", "resize256"])
+    score.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="probability above which a pixel is a detection (default 0.5)",
+    )
+    score.add_argument(
+        "--sweep",
+        metavar="CSV",
+        help="score every threshold 0.05..0.95: Pd, Fa and false targets per frame to CSV, and "
+        "the Pd-false alarm figure beside it (same name, .png)",
+    )
     score.add_argument("--json", action="store_true", help="print JSON")
     score.set_defaults(func=_cmd_score)
 
@@ -376,6 +405,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="learning rate of the injection scales gamma_l (default: the profile's)",
     )
     train.add_argument(
+        "--scale",
+        nargs=2,
+        type=float,
+        metavar=("MIN", "MAX"),
+        help="scale augmentation: rescale each training image by a log-uniform factor in "
+        "MIN..MAX before the crop (default 1 1: off)",
+    )
+    train.add_argument(
+        "--background-p",
+        type=float,
+        help="probability of a target-free sample: the frame with its targets inpainted out "
+        "(default 0)",
+    )
+    train.add_argument(
+        "--fa-weight",
+        type=float,
+        help="weight of the false-alarm loss on target-free samples (default 0)",
+    )
+    train.add_argument(
+        "--target-crop-p",
+        type=float,
+        help="probability a training crop is placed on a target (default 0.5)",
+    )
+    train.add_argument(
         "--model-args", help="extra model config as JSON, e.g. '{\"patch_size\": 16}'"
     )
     train.add_argument("--device", help="auto (default), cpu, cuda, cuda:1")
@@ -411,12 +464,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pred.add_argument(
         "--checkpoint",
-        required=True,
-        help="checkpoint file, run folder, or a classical method (tophat, mpcm, pstnn, nram)",
+        help="checkpoint file, run folder, or a classical method (tophat, mpcm, pstnn, nram); "
+        "default: the shipped na_irstd (nairstd/pretrained/MODEL_CARD.md)",
     )
     pred.add_argument("--input", required=True, nargs="+", help="image files and/or folders")
     pred.add_argument("--output", required=True, help="output folder")
-    pred.add_argument("--protocol", default="native", choices=["native", "resize256"])
+    pred.add_argument(
+        "--protocol",
+        choices=["native", "resize256"],
+        help="default: the protocol the checkpoint was trained for (native when it does not say)",
+    )
+    pred.add_argument(
+        "--threshold",
+        type=float,
+        help="probability above which a pixel is a detection (detections.csv); default: the "
+        "checkpoint's operating threshold (the model card), else 0.5",
+    )
     pred.add_argument("--device", default="auto", help="auto (default), cpu, cuda")
     pred.add_argument(
         "--tile",

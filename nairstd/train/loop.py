@@ -54,7 +54,7 @@ from nairstd.train.checkpoint import (
 )
 from nairstd.train.config import TrainConfig, check_model_fit, cpu_threads, profile_config
 from nairstd.train.evaluate import evaluate_loader, make_loader, patch_labels
-from nairstd.train.losses import seg_loss
+from nairstd.train.losses import false_alarm_loss, seg_loss
 from nairstd.train.runs import (
     RunResult,
     dataset_identity,
@@ -108,6 +108,9 @@ def stage1_config_for(config: TrainConfig) -> TrainConfig:
         image_size=config.image_size,
         crop_size=config.crop_size or 0,
         target_crop_p=config.target_crop_p,
+        scale_min=config.scale_min,
+        scale_max=config.scale_max,
+        background_p=config.background_p,
         batch_size=config.batch_size,
         val_limit=config.val_limit,
         seed=config.seed,
@@ -420,7 +423,12 @@ class _Trainer:
         # Data: the sample order per epoch is a function of (seed, epoch) via the sampler.
         if cfg.protocol == "native" and cfg.crop_size is None and cfg.batch_size > 1:
             raise ValueError("native-protocol training with batch_size > 1 needs a crop_size")
-        augment = AugmentConfig(crop_size=cfg.crop_size, target_crop_p=cfg.target_crop_p)
+        augment = AugmentConfig(
+            crop_size=cfg.crop_size,
+            target_crop_p=cfg.target_crop_p,
+            scale_range=(cfg.scale_min, cfg.scale_max),
+            background_p=cfg.background_p,
+        )
         self.train_set = IRSTDDataset(
             self.index,
             "train",
@@ -550,7 +558,7 @@ class _Trainer:
             return loss, {"score": float(loss.detach())}
         if self.native and cfg.stage == "one":
             out = self.fwd(x, return_extras=True)
-            seg = seg_loss(out["logits"], y)
+            seg = seg_loss(out["logits"], y) + self._fa_term(out["logits"], y)
             labels = patch_labels(y, self.model, cfg.label, cfg.sigma)
             sc = score_loss(out["patch_logits"].float(), labels)
             loss = seg + cfg.score_weight * sc
@@ -561,8 +569,15 @@ class _Trainer:
             # terms need the auxiliary outputs).
             seg = own_loss(self.fwd(x, return_aux=True), y)
         else:
-            seg = seg_loss(self.fwd(x), y)
+            logits = self.fwd(x)
+            seg = seg_loss(logits, y) + self._fa_term(logits, y)
         return seg, {"seg": float(seg.detach())}
+
+    def _fa_term(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor | float:
+        """fa_weight x the false-alarm loss on the batch's target-free samples (0 when off)."""
+        if not self.cfg.fa_weight:
+            return 0.0
+        return self.cfg.fa_weight * false_alarm_loss(logits, y)
 
     def _step(self, batch: dict[str, Any]) -> None:
         x = batch["image"].to(self.device, non_blocking=True)

@@ -38,6 +38,7 @@ from nairstd.compiling import compile_model, should_compile
 from nairstd.data.images import IMAGE_EXTENSIONS, DataError, read_image, resize_image
 from nairstd.data.preprocess import checkpoint_preprocessing, normalize_image, resize_input
 from nairstd.io import save_png, write_text
+from nairstd.operating import default_checkpoint, operating_point
 from nairstd.train.checkpoint import load_model, resolve_device, unwrap
 from nairstd.train.evaluate import classical_method
 
@@ -269,15 +270,16 @@ def _failure_message(file: Path, target: Path, err: BaseException) -> str:
 
 
 def predict_files(
-    checkpoint: str | os.PathLike | nn.Module,
+    checkpoint: str | os.PathLike | nn.Module | None,
     inputs: Iterable[str | os.PathLike],
     output_dir: str | os.PathLike,
-    protocol: str = "native",
+    protocol: str | None = None,
     device: str | torch.device | None = "auto",
     size: int = 256,
     log: Callable[[str], None] | None = None,
     tile: int | None = None,
     compile_mode: str = "off",
+    threshold: float | None = None,
 ) -> PredictResult:
     """Predict every input image; write `<stem>.png` maps and `detections.csv` to output_dir.
 
@@ -287,12 +289,17 @@ def predict_files(
     tile: window side for large images under native (None: TILE; 0: never tile).
     An unusable model or output folder raises DataError before anything is written.
     compile_mode (auto, on, off): torch.compile the model, see nairstd.compiling.
+    checkpoint None: the shipped na_irstd (nairstd/pretrained). protocol / threshold None: what
+    the checkpoint records (nairstd.operating), else native / 0.5.
     """
     say = log or (lambda line: print(line, file=sys.stderr, flush=True))
     tile = TILE if tile is None else tile
     device = resolve_device(device)
     classical = classical_method(checkpoint) if isinstance(checkpoint, str) else None
     prep = checkpoint_preprocessing(None)
+    ckpt: dict | None = None
+    if checkpoint is None:
+        checkpoint = default_checkpoint()
     if classical is not None:
         model = None  # a training-free method: maps come from `classical(image)`
     elif isinstance(checkpoint, nn.Module):
@@ -301,6 +308,7 @@ def predict_files(
         model, ckpt = load_model(checkpoint, device)
         prep = checkpoint_preprocessing(ckpt)  # e.g. imported peer weights: /255 at 256x256
         size = int(prep["input_size"] or size)
+    protocol, threshold = operating_point(ckpt, protocol, threshold)
     out = prepare_output(output_dir)
     files, failures = collect_inputs(inputs)
     plan, unsafe = plan_outputs(files, out)
@@ -324,7 +332,7 @@ def predict_files(
                     )
                 del image
                 save_png(to_uint8(prob), target)
-                found = detections(prob, file.name)
+                found = detections(prob, file.name, threshold)
                 del prob
             except Exception as err:  # per image: name it, skip it, go on
                 message = _failure_message(file, target, err)
