@@ -130,3 +130,55 @@ def ood_check(
         r = score_frames(model, frames, threshold, protocol, preprocessing)
         rows.append({"set": name, "size": size, **r})
     return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m nairstd.ood [--checkpoint CKPT] --dataset SIRST`: the check for one model."""
+    import argparse
+    import json
+    import math
+
+    from nairstd.data import find_dataset
+    from nairstd.operating import default_checkpoint, operating_point
+    from nairstd.train.checkpoint import load_model
+    from nairstd.train.config import cpu_threads
+
+    parser = argparse.ArgumentParser(prog="python -m nairstd.ood", description=__doc__)
+    parser.add_argument("--checkpoint", help="checkpoint or run folder (default: shipped)")
+    parser.add_argument("--dataset", default="SIRST", help="whose test split (default SIRST)")
+    parser.add_argument("--profile", default="quick", choices=list(FRAMES))
+    parser.add_argument("--protocol", choices=["native", "resize256"])
+    parser.add_argument("--threshold", type=float, help="default: the checkpoint's, else 0.5")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    model, ckpt = load_model(args.checkpoint or default_checkpoint())
+    protocol, threshold = operating_point(ckpt, args.protocol, args.threshold)
+    with cpu_threads(1):
+        rows = ood_check(
+            model,
+            find_dataset(args.dataset),
+            args.profile,
+            threshold,
+            protocol,
+            ckpt.get("preprocessing"),
+        )
+    if args.json:
+        clean = [
+            {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+            for r in rows
+        ]
+        print(json.dumps({"protocol": protocol, "threshold": threshold, "rows": clean}))
+        return 0
+    print(f"{ckpt['path']}: protocol {protocol}, threshold {threshold}")
+    for r in rows:
+        print(
+            f"{r['set']:>20} {r['size']:>9} {r['frames']:>4} frames: Pd {r['Pd']:6.2f} | "
+            f"Fa {r['Fa']:8.2f} | false targets per frame {r['fa_per_frame']:.3f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

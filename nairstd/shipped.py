@@ -97,6 +97,77 @@ def validation_sweep(model, index, device: str = "cpu") -> list[dict[str, Any]]:
     return rows
 
 
+def evaluate_at(model, index, split: str, threshold: float) -> dict[str, Any]:
+    """IoU, Pd, Fa and false targets per frame on a split (native), at `threshold`."""
+    from nairstd.metrics import IRSTDMetrics
+    from nairstd.sweep import probability_maps
+
+    metrics = IRSTDMetrics(threshold=threshold)
+    for prob, gt in probability_maps(model, [index.load(s) for s in index.split(split)]):
+        metrics.update(prob, gt)
+    m = metrics.compute()
+    return {"IoU": m["IoU"], "Pd": m["Pd"], "Fa": m["Fa"], "fa_per_frame": m["FA_per_image"]}
+
+
+def write_model_card(out_dir: Path = PRETRAINED) -> Path:
+    """MODEL_CARD.md from every `<name>.json` export summary in `out_dir`."""
+    infos = [json.loads(p.read_text()) for p in sorted(out_dir.glob("*.json"))]
+    lines = [
+        "# Shipped models",
+        "",
+        "Trained on SIRST with this package's own code (`python -m nairstd.shipped`, the recipe in",
+        "`nairstd/shipped.py`). `python -m nairstd predict --input frames/ --output out/` uses",
+        f"`{DEFAULT_MODEL}.pt` when no `--checkpoint` is given, under the protocol and threshold",
+        "below (`--protocol`, `--threshold` override them).",
+        "",
+        "- data: SIRST (`../shared/datasets/SIRST`), its own split lists `idx_427/{train,val,test}`"
+        " (train 256 / val 85 / test 86 frames); trained on train, checkpoint and threshold chosen"
+        " on val, test only reported",
+        f"- threshold rule: the highest val Pd with <= {FA_GOAL} false targets per frame on the val"
+        " frames with their targets inpainted out (else the fewest such false targets with val Pd"
+        f" >= {PD_FLOOR} %); thresholds 0.05..0.95 in steps of 0.05",
+        "- false targets per frame = predicted objects matching no target (8-connected,"
+        " centroid < 3 px), per frame",
+        "",
+    ]
+    for info in infos:
+        c = info["config"]
+        v, t = info["val_at_threshold"], info["test_at_threshold"]
+        lines += [
+            f"## {info['name']}",
+            "",
+            f"- file: `nairstd/pretrained/{info['name']}.pt` (run `{info['run_id']}`, commit"
+            f" `{info['commit']}`, {info['date']})",
+            f"- regenerate: `{info['command']}` (about 15-30 min on one CPU core)",
+            f"- protocol **{info['protocol']}**, threshold **{info['threshold']}**",
+            f"- config: {c['model']} {c['size']}, stage {c['stage']}, {c['max_steps']} steps"
+            + (
+                f" after a {c['stage1_max_steps']}-step Stage 1"
+                if c.get("stage1_max_steps")
+                else ""
+            )
+            + f", batch {c['batch_size']}, {c['crop_size']}x{c['crop_size']} crops at native"
+            f" resolution, scale {c['scale_min']}-{c['scale_max']}x, target-free samples"
+            f" p={c['background_p']}, false-alarm loss weight {c['fa_weight']}, seed {c['seed']}",
+            f"- SIRST val at the threshold: Pd {v['Pd']:.2f} %, Fa {v['Fa']:.2f} x1e-6, false"
+            f" targets per frame {v['fa_per_frame']:.3f}, on target-free val frames"
+            f" {v['fa_per_frame_empty']:.3f} (recorded in the checkpoint; `tests/test_shipped.py`"
+            " checks them)",
+            f"- SIRST test at the threshold: IoU {t['IoU']:.2f}, Pd {t['Pd']:.2f} %, Fa"
+            f" {t['Fa']:.2f} x1e-6, false targets per frame {t['fa_per_frame']:.3f}",
+            "",
+            "| OOD set (nairstd.ood, quick) | size | frames | Pd | false targets / frame |",
+            "|---|---|---:|---:|---:|",
+        ]
+        for r in info["ood_quick"]:
+            pd_ = "-" if r["Pd"] is None or r["Pd"] != r["Pd"] else f"{r['Pd']:.2f}"
+            lines.append(
+                f"| {r['set']} | {r['size']} | {r['frames']} | {pd_} | {r['fa_per_frame']:.3f} |"
+            )
+        lines.append("")
+    return write_text(out_dir / "MODEL_CARD.md", "\n".join(lines) + "\n")
+
+
 def _commit() -> str:
     try:
         out = subprocess.run(
@@ -152,6 +223,12 @@ def export(name: str, run_folder: Path, out_dir: Path = PRETRAINED) -> dict[str,
             "val_at_threshold": info["val_at_threshold"],
         },
     )
+    # Measured once here and written into the card (test is reported, never used to choose).
+    test = evaluate_at(model, index, "test", point["threshold"])
+    info["test_at_threshold"] = test
+    from nairstd.ood import ood_check
+
+    info["ood_quick"] = ood_check(model, index, "quick", point["threshold"], config["protocol"])
     out_dir.mkdir(parents=True, exist_ok=True)
     save_torch(shipped, out_dir / f"{name}.pt")
     write_text(out_dir / f"{name}.json", json.dumps(info, indent=1, default=str) + "\n")
@@ -165,7 +242,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", nargs="*", default=list(RECIPES), choices=list(RECIPES))
     parser.add_argument("--runs", help="runs folder (default <outputs>/runs)")
     parser.add_argument("--out", default=str(PRETRAINED), help="where the weights go")
+    parser.add_argument("--card-only", action="store_true", help="rewrite MODEL_CARD.md only")
     args = parser.parse_args(argv)
+    if args.card_only:
+        print(write_model_card(Path(args.out)))
+        return 0
     for name in args.model:
         result = train(recipe_config(name), runs_dir=args.runs, progress=False)
         info = export(name, Path(result.folder), Path(args.out))
@@ -174,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
             + json.dumps(info["val_at_threshold"]),
             flush=True,
         )
+    write_model_card(Path(args.out))
     return 0
 
 
