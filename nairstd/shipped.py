@@ -42,8 +42,9 @@ COMMON: dict[str, Any] = dict(
     batch_size=8,
     scale_min=0.5,
     scale_max=2.0,
-    background_p=0.25,
-    fa_weight=1.0,
+    target_crop_p=0.7,
+    background_p=0.2,
+    fa_weight=0.5,
     val_every=5,
     seed=0,
 )

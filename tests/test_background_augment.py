@@ -123,3 +123,16 @@ def test_false_alarm_loss_looks_at_target_free_images_only():
     assert float(logits.grad[1].abs().sum()) == 0.0
     none_empty = false_alarm_loss(logits, torch.ones(2, 1, 16, 16))
     assert float(none_empty) == 0.0
+
+
+def test_seg_loss_without_empty_dice_skips_target_free_images():
+    from nairstd.train.losses import bce_loss, dice_loss, seg_loss
+
+    logits = torch.full((2, 1, 8, 8), -1.0)
+    target = torch.zeros(2, 1, 8, 8)
+    target[0, 0, 2, 2] = 1.0
+    both = seg_loss(logits, target)
+    only = seg_loss(logits, target, empty_dice=False)
+    assert float(both) == pytest.approx(float(bce_loss(logits, target) + dice_loss(logits, target)))
+    expected = bce_loss(logits, target) + dice_loss(logits[:1], target[:1])
+    assert float(only) == pytest.approx(float(expected))

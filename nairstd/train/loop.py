@@ -558,7 +558,8 @@ class _Trainer:
             return loss, {"score": float(loss.detach())}
         if self.native and cfg.stage == "one":
             out = self.fwd(x, return_extras=True)
-            seg = seg_loss(out["logits"], y) + self._fa_term(out["logits"], y)
+            seg = seg_loss(out["logits"], y, empty_dice=not cfg.fa_weight)
+            seg = seg + self._fa_term(out["logits"], y)
             labels = patch_labels(y, self.model, cfg.label, cfg.sigma)
             sc = score_loss(out["patch_logits"].float(), labels)
             loss = seg + cfg.score_weight * sc
@@ -570,7 +571,7 @@ class _Trainer:
             seg = own_loss(self.fwd(x, return_aux=True), y)
         else:
             logits = self.fwd(x)
-            seg = seg_loss(logits, y) + self._fa_term(logits, y)
+            seg = seg_loss(logits, y, empty_dice=not cfg.fa_weight) + self._fa_term(logits, y)
         return seg, {"seg": float(seg.detach())}
 
     def _fa_term(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor | float:

@@ -1,13 +1,16 @@
 """Detect targets in your own images with a trained checkpoint.
 
     python -m nairstd predict --checkpoint outputs/runs/<run-id> --input photos/ --output out/
+    python -m nairstd predict --input photos/ --output out/     # the shipped na_irstd
 
 For every input image (any size, 8/16-bit, grey or colour) a PNG with the same stem and the same
 size as the input, holding the target probability x 255, plus `detections.csv` with one row per
-detected target (8-connected component of probability > 0.5): image, target id, centroid x and y
+detected target (8-connected component of probability > the threshold: the checkpoint's
+operating threshold, else 0.5): image, target id, centroid x and y
 (pixels, x = column), area (px) and peak probability.
 
-Protocols: ``native`` (default) runs the model on the full-resolution image (it pads to its patch
+Protocols (default: the one the checkpoint was trained for, native when it does not say;
+nairstd.operating): ``native`` runs the model on the full-resolution image (it pads to its patch
 multiple and crops back); ``resize256`` predicts at 256x256 and resizes the map back bilinearly.
 Under ``native`` an image larger than `tile` px on a side is run in overlapping windows at native
 resolution (each window keeps only its core; the margin around it gives every kept pixel its
