@@ -136,3 +136,16 @@ def test_seg_loss_without_empty_dice_skips_target_free_images():
     assert float(both) == pytest.approx(float(bce_loss(logits, target) + dice_loss(logits, target)))
     expected = bce_loss(logits, target) + dice_loss(logits[:1], target[:1])
     assert float(only) == pytest.approx(float(expected))
+
+
+def test_pad_to_uses_the_median_grey():
+    from nairstd.data.augment import pad_to
+
+    image = np.full((20, 30), 0.6, np.float32)
+    mask = np.zeros((20, 30), bool)
+    mask[3, 4] = True
+    big, bigmask = pad_to(image, mask, 32)
+    assert big.shape == bigmask.shape == (32, 32)
+    assert np.all(big == np.float32(0.6)) and bigmask.sum() == 1
+    same, _ = pad_to(image, mask, 16)
+    assert same is image

@@ -55,3 +55,15 @@ def rescale_pair(
     h, w = image.shape
     shape = (max(min_side, round(h * factor)), max(min_side, round(w * factor)))
     return resize_image(image, shape), rescale_mask(mask, shape)
+
+
+def pad_to(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pad an image smaller than `size` on a side up to it with its own median grey (bottom and
+    right; the mask with False). A shrunk frame padded with black would, once standardised, make
+    the whole real scene look bright: unlike anything `predict` sees."""
+    h, w = image.shape
+    if h >= size and w >= size:
+        return image, mask
+    pad = ((0, max(0, size - h)), (0, max(0, size - w)))
+    fill = float(np.median(image))
+    return np.pad(image, pad, constant_values=fill), np.pad(mask, pad, constant_values=False)

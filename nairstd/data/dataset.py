@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from nairstd.data.augment import draw_scale, rescale_pair
+from nairstd.data.augment import draw_scale, pad_to, rescale_pair
 from nairstd.data.background import target_free
 from nairstd.data.images import resize_mask_nearest
 from nairstd.data.index import DatasetIndex
@@ -102,6 +102,8 @@ class IRSTDDataset(Dataset):
                 image, mask = self.target_free_pair(stem)
             if aug.scale_range != (1.0, 1.0):
                 image, mask = rescale_pair(image, mask, draw_scale(*aug.scale_range, rng))
+                if aug.crop_size:
+                    image, mask = pad_to(image, mask, aug.crop_size)
             image, mask = augment_pair(image, mask, aug, rng)
         image = normalize_image(image, self.normalize)
         return {
