@@ -309,6 +309,8 @@ def train(
         config = config.replace(init_from=str(s1_dir / "best.pt"))
     elif config.stage == "2":
         config = _with_init_label(config.replace(init_from=str(Path(config.init_from).resolve())))
+    elif config.init_from is not None:
+        config = config.replace(init_from=str(Path(config.init_from).resolve()))
     folder = run_dir(config, index, runs_dir)
     if is_complete(folder):
         return load_result(folder, reused=True)
@@ -384,7 +386,8 @@ class _Trainer:
     def _build(self) -> None:
         cfg = self.cfg
         seed_everything(cfg.seed)
-        if cfg.stage == "2":
+        # Stage 2 starts from a checkpoint; a one-stage run may too (fine-tuning, init_from set).
+        if cfg.stage == "2" or (cfg.stage == "one" and cfg.init_from is not None):
             if cfg.init_from is None:
                 raise Stage1Missing("Stage 2 needs init_from")
             init = read_checkpoint(cfg.init_from)
