@@ -157,8 +157,12 @@ def write_model_card(out_dir: Path = PRETRAINED) -> Path:
         "below (`--protocol`, `--threshold` override them).",
         "",
         "- data: SIRST (`../shared/datasets/SIRST`), its own split lists `idx_427/{train,val,test}`"
-        " (train 256 / val 85 / test 86 frames); trained on train, checkpoint and threshold chosen"
-        " on val, test only reported",
+        + "".join(
+            f" ({i['name']}: train {i['dataset']['train']} / val {i['dataset']['val']} / test"
+            f" {i['dataset']['test']} frames)"
+            for i in infos[:1]
+        )
+        + "; trained on train, checkpoint and threshold chosen on val, test only reported",
         f"- threshold rule: the highest val Pd with <= {FA_GOAL} false targets per frame on the val"
         " frames with their targets inpainted out (else the fewest such false targets with val Pd"
         f" >= {PD_FLOOR} %); thresholds 0.05..0.95 in steps of 0.05",
@@ -174,17 +178,16 @@ def write_model_card(out_dir: Path = PRETRAINED) -> Path:
             "",
             f"- file: `nairstd/pretrained/{info['name']}.pt` (run `{info['run_id']}`, commit"
             f" `{info['commit']}`, {info['date']})",
-            f"- regenerate: `{info['command']}` (about 15-30 min on one CPU core)",
+            f"- regenerate: `{info['command']}` (base + fine-tune + export: about 15-25 min on"
+            " one CPU core)",
             f"- protocol **{info['protocol']}**, threshold **{info['threshold']}**",
-            f"- config: {c['model']} {c['size']}, stage {c['stage']}, {c['max_steps']} steps"
-            + (
-                f" after a {c['stage1_max_steps']}-step Stage 1"
-                if c.get("stage1_max_steps")
-                else ""
-            )
-            + f", batch {c['batch_size']}, {c['crop_size']}x{c['crop_size']} crops at native"
-            f" resolution, scale {c['scale_min']}-{c['scale_max']}x, target-free samples"
-            f" p={c['background_p']}, false-alarm loss weight {c['fa_weight']}, seed {c['seed']}",
+            f"- base: `{info.get('base_run')}` (quick claims budget: whole 256x256 frames,"
+            " resize256, seed 0)",
+            f"- fine-tune: {c['model']} {c['size']}, stage {c['stage']}, {c['max_steps']} steps,"
+            f" batch {c['batch_size']}, {c['crop_size']}x{c['crop_size']} crops at native"
+            f" resolution of frames rescaled {c['scale_min']}-{c['scale_max']}x, crops on a target"
+            f" with p={c['target_crop_p']}, target-free samples p={c['background_p']}, false-alarm"
+            f" loss weight {c['fa_weight']}, lr_main {c['lr_main']}, seed {c['seed']}",
             f"- SIRST val at the threshold: Pd {v['Pd']:.2f} %, Fa {v['Fa']:.2f} x1e-6, false"
             f" targets per frame {v['fa_per_frame']:.3f}, on target-free val frames"
             f" {v['fa_per_frame_empty']:.3f} (recorded in the checkpoint; `tests/test_shipped.py`"
@@ -231,6 +234,7 @@ def export(name: str, run_folder: Path, out_dir: Path = PRETRAINED) -> dict[str,
     info = {
         "name": name,
         "run_id": ckpt.get("run_id"),
+        "base_run": Path(config["init_from"]).parent.name if config.get("init_from") else None,
         "commit": _commit(),
         "date": datetime.date.today().isoformat(),
         "protocol": config["protocol"],
