@@ -158,7 +158,7 @@ def write_model_card(out_dir: Path = PRETRAINED) -> Path:
         "",
         "- data: SIRST (`../shared/datasets/SIRST`), its own split lists `idx_427/{train,val,test}`"
         + "".join(
-            f" ({i['name']}: train {i['dataset']['train']} / val {i['dataset']['val']} / test"
+            f" ({i['dataset']['name']}: train {i['dataset']['train']} / val {i['dataset']['val']} / test"
             f" {i['dataset']['test']} frames)"
             for i in infos[:1]
         )
