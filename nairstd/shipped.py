@@ -181,7 +181,8 @@ def write_model_card(out_dir: Path = PRETRAINED) -> Path:
             f"- regenerate: `{info['command']}` (base + fine-tune + export: about 15-25 min on"
             " one CPU core)",
             f"- protocol **{info['protocol']}**, threshold **{info['threshold']}**",
-            f"- base: `{info.get('base_run')}` (quick claims budget: whole 256x256 frames,"
+            f"- base: `{Path(c['init_from']).parent.name}` (quick claims budget: whole 256x256"
+            " frames,"
             " resize256, seed 0)",
             f"- fine-tune: {c['model']} {c['size']}, stage {c['stage']}, {c['max_steps']} steps,"
             f" batch {c['batch_size']}, {c['crop_size']}x{c['crop_size']} crops at native"
@@ -234,7 +235,6 @@ def export(name: str, run_folder: Path, out_dir: Path = PRETRAINED) -> dict[str,
     info = {
         "name": name,
         "run_id": ckpt.get("run_id"),
-        "base_run": Path(config["init_from"]).parent.name if config.get("init_from") else None,
         "commit": _commit(),
         "date": datetime.date.today().isoformat(),
         "protocol": config["protocol"],
