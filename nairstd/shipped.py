@@ -61,6 +61,10 @@ BASE_OVERRIDES: dict[str, dict[str, Any]] = {"na_irstd": {"gamma_init": 0.0}, "d
 RECIPES: dict[str, str] = {"na_irstd": "2", "detector": "one"}  # model -> fine-tune stage
 
 
+def shipped_path(name: str = DEFAULT_MODEL) -> Path:
+    return PRETRAINED / f"{name}.pt"
+
+
 def base_configs(name: str) -> list:
     """The base run(s) of a shipped model, in training order."""
     from nairstd.reproduce.arms import arm_configs

@@ -122,7 +122,7 @@ def test_false_alarm_loss_looks_at_target_free_images_only():
     assert float(logits.grad[0, 0, 0, 0]) > 0  # pushes the false pixel down
     assert float(logits.grad[1].abs().sum()) == 0.0
     none_empty = false_alarm_loss(logits, torch.ones(2, 1, 16, 16))
-    assert float(none_empty) == 0.0
+    assert float(none_empty.detach()) == 0.0
 
 
 def test_seg_loss_without_empty_dice_skips_target_free_images():
