@@ -82,6 +82,18 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--list", help="file listing the image stems to score")
     score.add_argument("--protocol", default=NATIVE, choices=PROTOCOLS)
     score.add_argument("--json", action="store_true", help="print JSON")
+    score.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="probability above which a pixel is a detection (default 0.5)",
+    )
+    score.add_argument(
+        "--sweep",
+        metavar="CSV",
+        help="score every threshold 0.05..0.95: Pd, Fa and false targets per frame to CSV, and "
+        "the Pd-false alarm figure beside it (same name, .png)",
+    )
     score.set_defaults(func=commands.score)
 
     bench = verbs.add_parser("bench", help="benchmarks (python -m nairstd bench model --help)")
@@ -141,6 +153,30 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--model-args", help="extra model config as JSON, e.g. '{\"patch_size\": 16}'"
     )
+    train.add_argument(
+        "--scale",
+        nargs=2,
+        type=float,
+        metavar=("MIN", "MAX"),
+        help="scale augmentation: rescale each training image by a log-uniform factor in "
+        "MIN..MAX before the crop (default 1 1: off)",
+    )
+    train.add_argument(
+        "--background-p",
+        type=float,
+        help="probability of a target-free sample: the frame with its targets inpainted out "
+        "(default 0)",
+    )
+    train.add_argument(
+        "--fa-weight",
+        type=float,
+        help="weight of the false-alarm loss on target-free samples (default 0)",
+    )
+    train.add_argument(
+        "--target-crop-p",
+        type=float,
+        help="probability a training crop is placed on a target (default 0.5)",
+    )
     train.add_argument("--device", help="auto (default), cpu, cuda, cuda:1")
     train.add_argument("--workers", type=non_negative, help="data loader workers")
     train.add_argument("--no-amp", action="store_true", help="disable mixed precision")
@@ -174,12 +210,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pred.add_argument(
         "--checkpoint",
-        required=True,
-        help="checkpoint file, run folder, or a classical method (tophat, mpcm, pstnn, nram)",
+        help="checkpoint file, run folder, or a classical method (tophat, mpcm, pstnn, nram); "
+        "default: the shipped na_irstd (nairstd/pretrained/MODEL_CARD.md)",
     )
     pred.add_argument("--input", required=True, nargs="+", help="image files and/or folders")
     pred.add_argument("--output", required=True, help="output folder")
-    pred.add_argument("--protocol", default=NATIVE, choices=PROTOCOLS)
+    pred.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        help="default: the protocol the checkpoint was trained for (native when it does not say)",
+    )
+    pred.add_argument(
+        "--threshold",
+        type=float,
+        help="probability above which a pixel is a detection (detections.csv); default: the "
+        "checkpoint's operating threshold (the model card), else 0.5",
+    )
     pred.add_argument("--device", default="auto", help="auto (default), cpu, cuda")
     pred.add_argument(
         "--tile",
@@ -204,6 +250,21 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--source", help="where the weights came from (default: the method's repo)")
     imp.add_argument("--licence", help="their licence (default: the method's)")
     imp.set_defaults(func=commands.import_weights)
+
+    check = verbs.add_parser(
+        "ood",
+        help="false targets per frame on target-free and rescaled frames, and Pd (nairstd.ood)",
+        description="Our out-of-distribution check of one model: the dataset's TEST frames with "
+        "targets, the same frames with their targets inpainted out (native size, 640x512, "
+        "1920x1080) and synthetic frames at those sizes; frames per set from the profile.",
+    )
+    check.add_argument("--checkpoint", help="checkpoint or run folder (default: the shipped one)")
+    check.add_argument("--dataset", default="SIRST", help="whose test split (default SIRST)")
+    check.add_argument("--profile", default=DEFAULT_PROFILE, choices=PROFILES)
+    check.add_argument("--protocol", choices=PROTOCOLS, help="default: the checkpoint's")
+    check.add_argument("--threshold", type=float, help="default: the checkpoint's, else 0.5")
+    check.add_argument("--json", action="store_true")
+    check.set_defaults(func=commands.ood)
 
     prof = verbs.add_parser(
         "profiles",

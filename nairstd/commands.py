@@ -79,7 +79,18 @@ def score(args: argparse.Namespace) -> int:
         raise DataError(
             f"{source}: {len(repeated)} image(s) listed more than once, e.g. {repeated[0]}"
         )
-    result = score_folder(args.pred, index, stems, protocol=args.protocol)
+    if args.sweep:
+        from nairstd.sweep import sweep_folder
+
+        rows = sweep_folder(args.pred, index, stems, args.sweep, protocol=args.protocol)
+        for r in rows:
+            print(
+                f"threshold {r['threshold']:.2f}: Pd {r['Pd']:.2f} | Fa {r['Fa']:.2f} | "
+                f"false targets per frame {r['fa_per_frame']:.3f}"
+            )
+        print(f"-> {args.sweep} and {Path(args.sweep).with_suffix('.png')}")
+        return 0
+    result = score_folder(args.pred, index, stems, protocol=args.protocol, threshold=args.threshold)
     if args.json:
         print(json.dumps(_json_safe(result), indent=2, allow_nan=False))
     else:
@@ -158,6 +169,11 @@ def train(args: argparse.Namespace) -> int:
             seed=args.seed,
             loss=args.loss,
             lr_gamma=args.lr_gamma,
+            scale_min=args.scale[0] if args.scale else None,
+            scale_max=args.scale[1] if args.scale else None,
+            background_p=args.background_p,
+            fa_weight=args.fa_weight,
+            target_crop_p=args.target_crop_p,
             device=args.device,
             workers=args.workers,
             amp=False if args.no_amp else None,
@@ -245,6 +261,7 @@ def predict(args: argparse.Namespace) -> int:
         device=args.device,
         tile=args.tile,
         compile_mode=args.compile,
+        threshold=args.threshold,
     )
     n = len(result.written)
     print(
@@ -256,6 +273,43 @@ def predict(args: argparse.Namespace) -> int:
         for name, _ in result.failures:
             print(f"  {name}", file=sys.stderr)
         return 1
+    return 0
+
+
+def ood(args: argparse.Namespace) -> int:
+    """The out-of-distribution check (nairstd.ood) of one model."""
+    import math
+
+    from nairstd.data import find_dataset
+    from nairstd.ood import ood_check
+    from nairstd.operating import default_checkpoint, operating_point
+    from nairstd.train.checkpoint import load_model
+    from nairstd.train.config import cpu_threads
+
+    model, ckpt = load_model(args.checkpoint or default_checkpoint())
+    protocol, threshold = operating_point(ckpt, args.protocol, args.threshold)
+    with cpu_threads(1):
+        rows = ood_check(
+            model,
+            find_dataset(args.dataset, args.data_root),
+            args.profile,
+            threshold,
+            protocol,
+            ckpt.get("preprocessing"),
+        )
+    if args.json:
+        clean = [
+            {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+            for r in rows
+        ]
+        print(json.dumps({"protocol": protocol, "threshold": threshold, "rows": clean}))
+        return 0
+    print(f"{ckpt['path']}: protocol {protocol}, threshold {threshold}")
+    for r in rows:
+        print(
+            f"{r['set']:>20} {r['size']:>9} {r['frames']:>4} frames: Pd {r['Pd']:6.2f} | "
+            f"Fa {r['Fa']:8.2f} | false targets per frame {r['fa_per_frame']:.3f}"
+        )
     return 0
 
 

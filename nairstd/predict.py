@@ -1,13 +1,16 @@
 """Detect targets in your own images with a trained checkpoint.
 
     python -m nairstd predict --checkpoint outputs/runs/<run-id> --input photos/ --output out/
+    python -m nairstd predict --input photos/ --output out/     # the shipped na_irstd
 
 For every input image (any size, 8/16-bit, grey or colour) a PNG with the same stem and the same
 size as the input, holding the target probability x 255, plus `detections.csv` with one row per
-detected target (8-connected component of probability > 0.5): image, target id, centroid x and y
+detected target (8-connected component of probability > the threshold: the checkpoint's
+operating threshold, else 0.5): image, target id, centroid x and y
 (pixels, x = column), area (px) and peak probability.
 
-Protocols: ``native`` (default) runs the model on the full-resolution image (it pads to its patch
+Protocols (default: the one the checkpoint was trained for, native when it does not say;
+nairstd.operating): ``native`` runs the model on the full-resolution image (it pads to its patch
 multiple and crops back); ``resize256`` predicts at 256x256 and resizes the map back bilinearly.
 Under ``native`` an image larger than `tile` px on a side is run in overlapping windows at native
 resolution (each window keeps only its core; the margin around it gives every kept pixel its
@@ -41,6 +44,7 @@ from nairstd.data.preprocess import checkpoint_preprocessing, normalize_image, r
 from nairstd.grid import EIGHT_CONNECTED
 from nairstd.io import save_png, write_text
 from nairstd.models.traits import unwrap
+from nairstd.operating import default_checkpoint, operating_point
 from nairstd.protocols import NATIVE, PROTOCOLS, RESIZE256
 from nairstd.train.checkpoint import load_model, resolve_device
 from nairstd.zoo import classical_method
@@ -282,10 +286,10 @@ OVERLAP_MAX_PIXELS = 4096 * 4096
 PNG_COMPRESS_LEVEL = 1
 
 
-def write_outputs(prob: np.ndarray, file: Path, target: Path) -> list[dict]:
-    """Write the probability PNG of `file` to `target`; its detections rows."""
+def write_outputs(prob: np.ndarray, file: Path, target: Path, threshold: float = 0.5) -> list[dict]:
+    """Write the probability PNG of `file` to `target`; its detections rows at `threshold`."""
     save_png(to_uint8(prob), target, compress_level=PNG_COMPRESS_LEVEL)
-    return detections(prob, file.name)
+    return detections(prob, file.name, threshold)
 
 
 def run_overlapped(
@@ -293,8 +297,10 @@ def run_overlapped(
     infer: Callable[[np.ndarray], np.ndarray],
     done: Callable[[Path, Path, list[dict]], None],
     failed: Callable[[Path, Path, BaseException], None],
+    threshold: float = 0.5,
 ) -> None:
-    """For each (input, output) of `plan`, in order: read, `infer` (this thread), write outputs,
+    """For each (input, output) of `plan`, in order: read, `infer` (this thread), write outputs
+    (detections at `threshold`),
     then `done(file, target, rows)` or `failed(file, target, error)`.
 
     The read of image i+1 and the writes of image i-1 overlap the inference of image i (one
@@ -335,7 +341,11 @@ def run_overlapped(
                 error = err
             finish_write()  # the previous image's callback first: input order
             if error is None:
-                writing = (file, target, writer.submit(write_outputs, prob, file, target))
+                writing = (
+                    file,
+                    target,
+                    writer.submit(write_outputs, prob, file, target, threshold),
+                )
                 if prob.size > OVERLAP_MAX_PIXELS:
                     finish_write()
             else:
@@ -347,15 +357,16 @@ def run_overlapped(
 
 
 def predict_files(
-    checkpoint: str | os.PathLike | nn.Module,
+    checkpoint: str | os.PathLike | nn.Module | None,
     inputs: Iterable[str | os.PathLike],
     output_dir: str | os.PathLike,
-    protocol: str = NATIVE,
+    protocol: str | None = None,
     device: str | torch.device | None = "auto",
     size: int = 256,
     log: Callable[[str], None] | None = None,
     tile: int | None = None,
     compile_mode: str = "off",
+    threshold: float | None = None,
 ) -> PredictResult:
     """Predict every input image; write `<stem>.png` maps and `detections.csv` to output_dir.
 
@@ -365,12 +376,17 @@ def predict_files(
     tile: window side for large images under native (None: TILE; 0: never tile).
     An unusable model or output folder raises DataError before anything is written.
     compile_mode (auto, on, off): torch.compile the model, see nairstd.compiling.
+    checkpoint None: the shipped na_irstd (nairstd/pretrained). protocol / threshold None: what
+    the checkpoint records (nairstd.operating), else native / 0.5.
     """
     say = log or (lambda line: print(line, file=sys.stderr, flush=True))
     tile = TILE if tile is None else tile
     device = resolve_device(device)
     classical = classical_method(checkpoint) if isinstance(checkpoint, str) else None
     prep = checkpoint_preprocessing(None)
+    ckpt: dict | None = None
+    if checkpoint is None:
+        checkpoint = default_checkpoint()
     if classical is not None:
         model = None  # a training-free method: maps come from `classical(image)`
     elif isinstance(checkpoint, nn.Module):
@@ -379,6 +395,7 @@ def predict_files(
         model, ckpt = load_model(checkpoint, device)
         prep = checkpoint_preprocessing(ckpt)  # e.g. imported peer weights: /255 at 256x256
         size = int(prep["input_size"] or size)
+    protocol, threshold = operating_point(ckpt, protocol, threshold)
     out = prepare_output(output_dir)
     files, failures = collect_inputs(inputs)
     plan, unsafe = plan_outputs(files, out)
@@ -406,7 +423,7 @@ def predict_files(
         say(f"error: {message} (skipped)")
 
     try:
-        run_overlapped(plan, infer, done, failed)
+        run_overlapped(plan, infer, done, failed, threshold)
     finally:
         result.seconds = time.perf_counter() - start
         result.detections = pd.DataFrame(rows, columns=DETECTION_COLUMNS)

@@ -107,6 +107,8 @@ class Profile:
     latency_iters: int  # timed repeats per method of Fig. 8's latency
     gap_scope: str | None  # official-weights gap study: "metrics", "full" or None (skipped)
     retrain_k: bool  # the K table may train one Stage 2 per K (else K changes at test time)
+    # Frames per set of the out-of-distribution check (nairstd.ood; None: the whole test split).
+    ood_frames: dict[str, int | None]
 
     def stage_settings(self, stage: str) -> dict[str, Any]:
         """The TrainConfig fields this profile sets for a run of `stage`."""
@@ -155,6 +157,7 @@ _PROFILE_TABLE = {
         latency_iters=2,
         gap_scope=None,
         retrain_k=False,
+        ood_frames={"native": 4, "640x512": 1, "1920x1080": 1, "synthetic-640x512": 1},
     ),
     # 2-core CPU, whole 256x256 images at batch 8 (the paper's protocol). Claim tables: 320 steps
     # (10 SIRST epochs) x 3 seeds; Table III: 160 steps (the deep baselines cost up to 3 s a step
@@ -189,6 +192,13 @@ _PROFILE_TABLE = {
         latency_iters=10,
         gap_scope="metrics",  # the peer's own protocol only: one inference pass
         retrain_k=False,
+        ood_frames={
+            "native": None,
+            "640x512": 16,
+            "1920x1080": 6,
+            "synthetic-640x512": 8,
+            "synthetic-1920x1080": 4,
+        },
     ),
     # The paper: 500 + 1500 epochs, base size, one seed on a GPU.
     "paper": Profile(
@@ -216,6 +226,13 @@ _PROFILE_TABLE = {
         latency_iters=10,
         gap_scope="full",
         retrain_k=True,
+        ood_frames={
+            "native": None,
+            "640x512": None,
+            "1920x1080": None,
+            "synthetic-640x512": 50,
+            "synthetic-1920x1080": 20,
+        },
     ),
 }
 PROFILES = tuple(_PROFILE_TABLE)

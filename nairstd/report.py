@@ -71,6 +71,21 @@ def _title(path: Path) -> str:
     return path.stem.replace("_", " ")
 
 
+def operating_markdown(out: Path) -> list[str]:
+    """Notebook 05's Pd-false alarm figure and out-of-distribution table, when made."""
+    lines: list[str] = []
+    figure = out / "figures" / "pd_fa_curves.png"
+    table = out / "tables" / "ood_check.md"
+    if figure.is_file() or table.is_file():
+        lines += ["## Operating points and out-of-distribution check", ""]
+    if figure.is_file():
+        lines += [f"![Pd against false alarms](figures/{figure.name})", ""]
+    if table.is_file():
+        body = table.read_text().splitlines()
+        lines += [*(body[1:] if body and body[0].startswith("#") else body), ""]
+    return lines
+
+
 def write_report(profile: str, times: dict[str, float], out: Path | None = None) -> Path:
     out = out or outputs_root()
     lines = [
@@ -82,6 +97,7 @@ def write_report(profile: str, times: dict[str, float], out: Path | None = None)
         f"- machine: {machine()}",
         "",
         *claims_markdown(out),
+        *operating_markdown(out),
         "## Notebooks",
         "",
         "| notebook | seconds | executed copy | HTML |",

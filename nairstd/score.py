@@ -1,14 +1,15 @@
 """Score a folder of predicted maps from any method against a dataset (the `score` command).
 
 A prediction is one PNG per image, same stem, holding the target probability x 255 (or a 0/255
-mask). It is binarised at probability > 0.5, i.e. pixel value > 127.5, exactly as our own models'
-outputs are, so numbers from other toolboxes and ours are comparable.
+mask). It is binarised at probability > 0.5 (`--threshold`), i.e. pixel value > 127.5, exactly as
+our own models' outputs are, so numbers from other toolboxes and ours are comparable.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -43,21 +44,21 @@ def find_prediction(pred_dir: Path, stem: str) -> Path:
     raise DataError(f"{pred_dir}/{stem}.png: missing prediction for image {stem}")
 
 
-def score_folder(
+def iter_pairs(
     pred_dir: str | Path,
     index: DatasetIndex,
     stems: list[str],
     protocol: str = NATIVE,
     size: int = 256,
-) -> dict:
-    """SPEC §6 metrics of the predictions in `pred_dir` for `stems` of `index`."""
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(probability map, ground-truth mask) for every stem, checked; warns at the end when the
+    predictions look like 0/1 masks."""
     pred_dir = Path(pred_dir)
     if not pred_dir.is_dir():
         raise DataError(f"{pred_dir}: prediction folder not found")
     repeated = sorted(stem for stem, n in Counter(stems).items() if n > 1)
     if repeated:
         raise DataError(f"{len(repeated)} image(s) listed more than once, e.g. {repeated[0]}")
-    metrics = IRSTDMetrics()
     peak = 0.0  # highest probability over all predictions: 0/1 masks read as 1/255 at most
     for stem in stems:
         pred_file = find_prediction(pred_dir, stem)
@@ -72,13 +73,30 @@ def score_folder(
                 f"{pred_file}: prediction is {prob.shape[1]}x{prob.shape[0]} but the ground truth "
                 f"is {gt.shape[1]}x{gt.shape[0]} under protocol {protocol}{hint}"
             )
-        metrics.update(prob, gt)
+        yield prob, gt
     if 0.0 < peak <= 1.0 / 255.0 + 1e-9:
         warnings.warn(
             f"{pred_dir}: every prediction holds only 0 and 1: these look like 0/1 masks, which "
             "score as empty (expected probability x 255 or 0/255 masks; multiply them by 255)",
-            stacklevel=2,
+            stacklevel=3,
         )
+
+
+def score_folder(
+    pred_dir: str | Path,
+    index: DatasetIndex,
+    stems: list[str],
+    protocol: str = NATIVE,
+    size: int = 256,
+    threshold: float = 0.5,
+) -> dict:
+    """SPEC §6 metrics of the predictions in `pred_dir` for `stems` of `index`, binarised at
+    probability > threshold."""
+    if not 0.0 < threshold < 1.0:
+        raise DataError(f"--threshold must lie strictly between 0 and 1, got {threshold}")
+    metrics = IRSTDMetrics(threshold=threshold)
+    for prob, gt in iter_pairs(pred_dir, index, stems, protocol, size):
+        metrics.update(prob, gt)
     result = metrics.compute()
     result.update({"protocol": protocol, "dataset": index.name, "pred_dir": str(pred_dir)})
     return result

@@ -14,11 +14,13 @@
 # ---
 
 # %% [markdown]
-# # 05 — Main results (Table III, Fig. 4)
+# # 05 — Main results (Table III, Fig. 4, operating points)
 #
 # Every method on every available test set: classical detectors (no training), the deep
 # baselines and Na-IRSTD trained on the training set with one shared budget, scored with the
-# SPEC §6 metrics, beside the paper's reported rows.
+# SPEC §6 metrics, beside the paper's reported rows. Then every method's Pd-false alarm curve
+# and the out-of-distribution check (target-free frames and unseen frame sizes), with the
+# shipped models (`nairstd/pretrained`) beside the Table III runs.
 
 # %% tags=["parameters"]
 profile = "quick"  # smoke | quick | paper
@@ -31,7 +33,7 @@ output_dir = None  # None: the project's outputs/
 # %%
 from IPython.display import Image, Markdown, display
 
-from nairstd.reproduce import common, main_tables
+from nairstd.reproduce import common, main_tables, operating_points
 
 tables_dir, figures_dir = common.output_dirs(output_dir)
 train_name = common.training_set(train_set)
@@ -71,3 +73,19 @@ for gap_table in sorted(tables_dir.glob("table3_official_gap_*.md")):
 # %%
 fig4 = main_tables.figure4(runs, test_sets[0], figures_dir / "fig4_visual_comparison.png")
 display(Image(filename=str(fig4)))
+
+# %% [markdown]
+# ## Operating points: Pd against false alarms, and the out-of-distribution check
+#
+# Each method runs as `predict` runs it (its checkpoint's protocol and threshold). The curve
+# sweeps the threshold on the test split (`python -m nairstd score --sweep` gives the same curve
+# for any folder of predictions); the table counts false targets per frame on the test frames
+# with their targets inpainted out (native size, 640x512, 1920x1080) and on synthetic frames at
+# those sizes (`nairstd.ood`; frames per set in the table's notes).
+
+# %%
+sweeps, ood, pd_fa = operating_points.operating_points(
+    profile, runs, test_sets[0], tables_dir, figures_dir, classical_methods
+)
+display(Image(filename=str(pd_fa)))
+display(Markdown((tables_dir / "ood_check.md").read_text()))

@@ -60,7 +60,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "nairstd.train.checkpoint",
             "nairstd.train.evaluate",
             "nairstd.predict",
+            "nairstd.operating",
             "nairstd.score",
+            "nairstd.sweep",
+            "nairstd.ood",
             "nairstd.weights",
         ),
     ),
@@ -76,7 +79,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "nairstd.widgets",
         ),
     ),
-    ("reproduce", ("nairstd.reproduce", "nairstd.reproduce.*", "nairstd.report")),
+    (
+        "reproduce",
+        ("nairstd.reproduce", "nairstd.reproduce.*", "nairstd.report", "nairstd.shipped"),
+    ),
     ("entry", ("nairstd.cli", "nairstd.commands", "nairstd.__main__")),
 ]
 

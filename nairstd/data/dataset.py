@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from nairstd.data.augment import draw_scale, pad_to, rescale_pair
+from nairstd.data.background import target_free
 from nairstd.data.images import resize_mask_nearest
 from nairstd.data.index import DatasetIndex
 from nairstd.data.preprocess import normalize_image, resize_input
@@ -28,6 +30,8 @@ class AugmentConfig:
     target_crop_p: float = 0.5  # probability that a crop is centred on a random target pixel
     flips: bool = True  # random horizontal and vertical flips
     transpose: bool = True  # random transposition (only when the sample is square)
+    scale_range: tuple[float, float] = (1.0, 1.0)  # log-uniform rescale before the crop (1, 1: off)
+    background_p: float = 0.0  # probability of a target-free sample (targets inpainted out)
 
 
 class IRSTDDataset(Dataset):
@@ -65,6 +69,7 @@ class IRSTDDataset(Dataset):
         self.resize = resize
         self.epoch = 0  # set by the trainer so augmentations differ per epoch yet repeat per seed
         self._cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._empty: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # inpainted, target-free
 
     def __len__(self) -> int:
         return len(self.stems)
@@ -79,12 +84,26 @@ class IRSTDDataset(Dataset):
             self._cache[stem] = (image, mask)
         return self._cache[stem]
 
+    def target_free_pair(self, stem: str) -> tuple[np.ndarray, np.ndarray]:
+        """The frame with its targets inpainted out and an empty mask (cached)."""
+        if stem not in self._empty:
+            self._empty[stem] = target_free(*self.load_pair(stem), seed=self.seed)
+        return self._empty[stem]
+
     def __getitem__(self, i: int) -> dict:
         stem = self.stems[i]
         image, mask = self.load_pair(stem)
         if self.train:
             rng = np.random.default_rng((self.seed, self.epoch, i))
-            image, mask = augment_pair(image, mask, self.augment, rng)
+            aug = self.augment
+            # Extra draws only when the options are on, so the default samples stay as before.
+            if aug.background_p and rng.random() < aug.background_p:
+                image, mask = self.target_free_pair(stem)
+            if aug.scale_range != (1.0, 1.0):
+                image, mask = rescale_pair(image, mask, draw_scale(*aug.scale_range, rng))
+                if aug.crop_size:
+                    image, mask = pad_to(image, mask, aug.crop_size)
+            image, mask = augment_pair(image, mask, aug, rng)
         image = normalize_image(image, self.normalize)
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image))[None],

@@ -28,6 +28,14 @@ LOSSES = ("paper", "bce_dice")
 
 # Fields that never change what a run computes: left out of the run-id hash.
 NOT_HASHED = ("workers", "device", "threads", "ckpt_every", "progress_every", "profile")
+# Fields added after runs were cached: hashed only when they differ from these defaults, so the
+# runs trained before they existed keep their ids (the default reproduces the old behaviour).
+HASHED_WHEN_SET: dict[str, Any] = {
+    "scale_min": 1.0,
+    "scale_max": 1.0,
+    "background_p": 0.0,
+    "fa_weight": 0.0,
+}
 
 
 @dataclass
@@ -53,6 +61,15 @@ class TrainConfig:
     image_size: int = 256  # side of the resized images under resize256
     crop_size: int | None = 128  # square training crop (None: whole images; needs equal sizes)
     target_crop_p: float = 0.5  # probability a training crop is centred on a target
+    # Scale augmentation (nairstd.data.augment): each training image is rescaled by a factor
+    # drawn log-uniformly in [scale_min, scale_max] before the crop (both 1.0: off).
+    scale_min: float = 1.0
+    scale_max: float = 1.0
+    # Probability that a training sample is target-free: the frame with its targets inpainted
+    # out (nairstd.data.background), rescaled and cropped like the others (0.0: off).
+    background_p: float = 0.0
+    # Weight of the false-alarm loss on target-free samples (nairstd.losses; 0.0: off).
+    fa_weight: float = 0.0
     epochs: int = 20  # passes over the training split
     batch_size: int = 8  # global batch (split over the processes under torchrun)
     epoch_steps: int | None = None  # optional cap on the steps of each epoch (short epochs)
@@ -102,6 +119,15 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be an integer >= 1 (or unset), got {value!r}")
+        if not 0.0 < self.scale_min <= self.scale_max:
+            raise ValueError(
+                f"scale range must satisfy 0 < scale_min <= scale_max, got "
+                f"{self.scale_min!r}..{self.scale_max!r}"
+            )
+        if not 0.0 <= self.background_p <= 1.0:
+            raise ValueError(f"background_p must lie in 0..1, got {self.background_p!r}")
+        if not self.fa_weight >= 0.0:
+            raise ValueError(f"fa_weight must be >= 0, got {self.fa_weight!r}")
         if self.val_every < 1 or self.ckpt_every < 1:
             raise ValueError("val_every and ckpt_every must be >= 1")
         if not isinstance(self.model_overrides, dict):
@@ -128,7 +154,11 @@ class TrainConfig:
         return overrides
 
     def hashed_fields(self) -> dict[str, Any]:
-        return {k: v for k, v in self.to_dict().items() if k not in NOT_HASHED}
+        return {
+            k: v
+            for k, v in self.to_dict().items()
+            if k not in NOT_HASHED and not (k in HASHED_WHEN_SET and v == HASHED_WHEN_SET[k])
+        }
 
 
 def config_hash(fields: dict[str, Any], length: int = 8) -> str:

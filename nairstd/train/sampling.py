@@ -21,7 +21,12 @@ class TrainBatches:
     def __init__(self, cfg: TrainConfig, index: DatasetIndex, world: int, rank: int) -> None:
         if cfg.protocol == NATIVE and cfg.crop_size is None and cfg.batch_size > 1:
             raise ValueError("native-protocol training with batch_size > 1 needs a crop_size")
-        augment = AugmentConfig(crop_size=cfg.crop_size, target_crop_p=cfg.target_crop_p)
+        augment = AugmentConfig(
+            crop_size=cfg.crop_size,
+            target_crop_p=cfg.target_crop_p,
+            scale_range=(cfg.scale_min, cfg.scale_max),
+            background_p=cfg.background_p,
+        )
         self.dataset = IRSTDDataset(
             index,
             "train",

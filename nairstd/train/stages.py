@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from nairstd.data.index import DatasetIndex
-from nairstd.losses import seg_loss
+from nairstd.losses import false_alarm_loss, seg_loss
 from nairstd.models.traits import has_native_branch, unwrap
 from nairstd.profiles import PROFILES
 from nairstd.train.checkpoint import build_from_checkpoint, read_checkpoint
@@ -57,10 +57,13 @@ class StagePolicy:
         self.cfg = config
 
     def build(self) -> nn.Module:
-        """The model the stage starts from (seeded by the caller)."""
+        """The model the stage starts from (seeded by the caller): fresh, or the weights of
+        `init_from` (a one-stage run may start from a checkpoint: fine-tuning)."""
         from nairstd.zoo import build_model
 
         cfg = self.cfg
+        if cfg.init_from is not None:
+            return _build_from_init(cfg)
         return build_model(cfg.model, cfg.size, **cfg.build_overrides())
 
     def forward_module(self, model: nn.Module) -> nn.Module:
@@ -103,8 +106,15 @@ class StagePolicy:
             # terms need the auxiliary outputs).
             seg = own_loss(fwd(x, return_aux=True), y)
         else:
-            seg = seg_loss(fwd(x), y)
+            logits = fwd(x)
+            seg = seg_loss(logits, y, empty_dice=not cfg.fa_weight) + self.fa_term(logits, y)
         return seg, {"seg": float(seg.detach())}
+
+    def fa_term(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor | float:
+        """fa_weight x the false-alarm loss on the batch's target-free samples (0 when off)."""
+        if not self.cfg.fa_weight:
+            return 0.0
+        return self.cfg.fa_weight * false_alarm_loss(logits, y)
 
     def logged_losses(self, acc: dict[str, float], native: bool) -> list[str]:
         """The loss parts written to each epoch's log row (`loss_<part>`)."""
@@ -160,22 +170,9 @@ class Stage2Policy(StagePolicy):
     frozen_scorer = True
 
     def build(self) -> nn.Module:
-        cfg = self.cfg
-        if cfg.init_from is None:
+        if self.cfg.init_from is None:
             raise Stage1Missing("Stage 2 needs init_from")
-        init = read_checkpoint(cfg.init_from)
-        if init["model"] != cfg.model:
-            raise ValueError(
-                f"{init['path']}: a {init['model']!r} checkpoint cannot start a "
-                f"{cfg.model!r} Stage 2"
-            )
-        init = {**init, "size": cfg.size, "overrides": cfg.build_overrides()}
-        try:
-            return build_from_checkpoint(init)
-        except RuntimeError as err:
-            raise ValueError(
-                f"{init['path']}: weights do not fit {cfg.model} size {cfg.size} ({err})"
-            ) from err
+        return _build_from_init(self.cfg)
 
     def _groups(self, model: nn.Module) -> list[dict[str, Any]]:
         cfg = self.cfg
@@ -197,7 +194,8 @@ class OneStagePolicy(StagePolicy):
 
         cfg = self.cfg
         out = fwd(x, return_extras=True)
-        seg = seg_loss(out["logits"], y)
+        seg = seg_loss(out["logits"], y, empty_dice=not cfg.fa_weight)
+        seg = seg + self.fa_term(out["logits"], y)
         labels = patch_labels(y, model, cfg.label, cfg.sigma)
         sc = score_loss(out["patch_logits"].float(), labels)
         loss = seg + cfg.score_weight * sc
@@ -245,6 +243,23 @@ class _ScoreAdapter(nn.Module):
         return self.module.score_patches(x)
 
 
+def _build_from_init(cfg: TrainConfig) -> nn.Module:
+    """The model of `cfg` with the weights of its `init_from` checkpoint (errors name the file)."""
+    init = read_checkpoint(cfg.init_from)
+    if init["model"] != cfg.model:
+        raise ValueError(
+            f"{init['path']}: a {init['model']!r} checkpoint cannot start a {cfg.model!r} "
+            f"stage {cfg.stage} run"
+        )
+    init = {**init, "size": cfg.size, "overrides": cfg.build_overrides()}
+    try:
+        return build_from_checkpoint(init)
+    except RuntimeError as err:
+        raise ValueError(
+            f"{init['path']}: weights do not fit {cfg.model} size {cfg.size} ({err})"
+        ) from err
+
+
 def _num(x: Any, default: float = -math.inf) -> float:
     return default if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
 
@@ -285,6 +300,9 @@ def stage1_config_for(config: TrainConfig) -> TrainConfig:
         image_size=config.image_size,
         crop_size=config.crop_size or 0,
         target_crop_p=config.target_crop_p,
+        scale_min=config.scale_min,
+        scale_max=config.scale_max,
+        background_p=config.background_p,
         batch_size=config.batch_size,
         val_limit=config.val_limit,
         seed=config.seed,
@@ -310,8 +328,11 @@ def resolve_init(
 
     A Stage 2 without init_from starts from the best.pt of the matching Stage-1 run of the cache
     (which is returned when not finished yet); one given an explicit init takes its absolute path
-    and the label type of that Stage-1 run. Other stages pass through."""
+    and the label type of that Stage-1 run. A one-stage run's init_from (fine-tuning) becomes
+    absolute; other configs pass through."""
     if config.stage != "2":
+        if config.init_from is not None:
+            config = config.replace(init_from=str(Path(config.init_from).resolve()))
         return config, None
     if config.init_from is None:
         s1 = stage1_config_for(config)

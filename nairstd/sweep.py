@@ -1,0 +1,130 @@
+"""Operating points: Pd against false alarms over thresholds (the field's ROC-style curve).
+
+`sweep(pairs, thresholds)` scores the same (probability map, mask) pairs at every threshold with
+the SPEC §6 metrics (nairstd.metrics.IRSTDMetrics), one row per threshold: Pd (%), Fa (x1e-6),
+false targets per frame (unmatched predicted objects / frames), IoU. `score --sweep` writes these
+rows as CSV and draws Pd against false targets per frame and against Fa.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nairstd.metrics import IRSTDMetrics
+from nairstd.protocols import NATIVE
+
+DEFAULT_THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 0.96, 0.05))
+COLUMNS = ["threshold", "Pd", "Fa", "fa_per_frame", "IoU", "n_images", "n_gt_objects"]
+
+
+def sweep(
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]], thresholds: Iterable[float] = DEFAULT_THRESHOLDS
+) -> list[dict[str, Any]]:
+    """One row per threshold over all (probability map, bool mask) pairs."""
+    rows = []
+    for t in thresholds:
+        metrics = IRSTDMetrics(threshold=float(t))
+        for prob, mask in pairs:
+            metrics.update(prob, mask)
+        m = metrics.compute()
+        rows.append(
+            {
+                "threshold": float(t),
+                "Pd": m["Pd"],
+                "Fa": m["Fa"],
+                "fa_per_frame": m["FA_per_image"],
+                "IoU": m["IoU"],
+                "n_images": m["n_images"],
+                "n_gt_objects": m["n_gt_objects"],
+            }
+        )
+    return rows
+
+
+def probability_maps(
+    model: Any,
+    frames: Iterable[tuple[np.ndarray, np.ndarray]],
+    protocol: str = NATIVE,
+    device: str = "cpu",
+    preprocessing: dict | None = None,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(probability map, mask) per (image, mask) frame; `model` is a torch model or a classical
+    method's function (image -> map), run as `predict` runs it."""
+    from torch import nn
+
+    from nairstd.predict import classical_probability, predict_probability
+
+    out = []
+    for image, mask in frames:
+        if isinstance(model, nn.Module):
+            prob = predict_probability(
+                model, image, protocol, device=device, preprocessing=preprocessing
+            )
+        else:
+            prob = classical_probability(model, image, protocol)
+        out.append((prob, np.asarray(mask, bool)))
+    return out
+
+
+def sweep_folder(
+    pred_dir: str | Path,
+    index: Any,
+    stems: list[str],
+    csv_path: str | Path,
+    protocol: str = NATIVE,
+    thresholds: Iterable[float] = DEFAULT_THRESHOLDS,
+) -> list[dict[str, Any]]:
+    """`score --sweep`: the sweep of a folder of predicted PNGs, written to `csv_path` and its
+    figure to the same name with .png."""
+    from nairstd.score import iter_pairs
+
+    pairs = list(iter_pairs(pred_dir, index, stems, protocol))
+    rows = sweep(pairs, thresholds)
+    write_sweep(rows, csv_path)
+    plot_sweeps({Path(pred_dir).name: rows}, Path(csv_path).with_suffix(".png"))
+    return rows
+
+
+def write_sweep(rows: list[dict[str, Any]], csv_path: str | Path) -> Path:
+    """The rows as CSV (atomically)."""
+    import pandas as pd
+
+    from nairstd.io import write_text
+
+    return write_text(csv_path, pd.DataFrame(rows, columns=COLUMNS).to_csv(index=False))
+
+
+def plot_sweeps(curves: dict[str, list[dict[str, Any]]], path: str | Path, title: str = ""):
+    """Pd against false targets per frame (left) and against Fa (right), one line per method;
+    the threshold 0.5 point is marked. Saved to `path` (PNG); returns the figure."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from nairstd.io import write_with
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for name, rows in curves.items():
+        rows = sorted(rows, key=lambda r: r["threshold"])
+        pd_ = [r["Pd"] for r in rows]
+        for ax, key in zip(axes, ("fa_per_frame", "Fa")):
+            (line,) = ax.plot([r[key] for r in rows], pd_, marker=".", label=name)
+            half = [r for r in rows if abs(r["threshold"] - 0.5) < 1e-9]
+            if half:
+                ax.plot(half[0][key], half[0]["Pd"], "o", color=line.get_color(), mfc="none")
+    axes[0].set_xlabel("false targets per frame")
+    axes[1].set_xlabel("Fa (x1e-6, false-alarm pixels)")
+    for ax in axes:
+        ax.set_xscale("symlog", linthresh=0.01 if ax is axes[0] else 1.0)
+        ax.set_ylabel("Pd (%)")
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7, loc="lower right")
+    fig.suptitle(title or "Pd against false alarms over thresholds (circle: 0.5)")
+    fig.tight_layout()
+    write_with(path, lambda p: fig.savefig(p, dpi=110, format="png"))
+    return fig

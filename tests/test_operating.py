@@ -1,0 +1,148 @@
+"""Operating points (issue 12): the protocol and threshold a checkpoint records, `predict
+--threshold/--protocol`, `score --sweep/--threshold`, the sweep rows and the OOD check."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import write_toolbox_dataset
+from PIL import Image
+from torch import nn
+
+from nairstd.cli import main
+from nairstd.data import open_dataset
+from nairstd.io import save_torch
+from nairstd.ood import ood_check, synthetic_frames
+from nairstd.operating import operating_point
+from nairstd.predict import predict_files
+from nairstd.sweep import sweep
+from nairstd.train.checkpoint import model_checkpoint
+
+
+class Ramp(nn.Module):
+    """A fixed 'model': logit = standardised input (so brighter pixels = higher probability)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, x):
+        return x * self.scale
+
+
+def test_operating_point_precedence():
+    assert operating_point(None) == ("native", 0.5)
+    ckpt = {"config": {"protocol": "resize256"}}
+    assert operating_point(ckpt) == ("resize256", 0.5)
+    ckpt = {"protocol": "native", "threshold": 0.7, "config": {"protocol": "resize256"}}
+    assert operating_point(ckpt) == ("native", 0.7)
+    assert operating_point(ckpt, "resize256", 0.3) == ("resize256", 0.3)
+    with pytest.raises(ValueError, match="threshold"):
+        operating_point(ckpt, None, 1.0)
+
+
+def _scene(tmp_path):
+    image = np.full((40, 52), 30, np.uint8)
+    image[10:13, 20:24] = 250  # a bright target
+    image[30:32, 5:7] = 120  # a dimmer blob: above a low threshold only
+    Image.fromarray(image).save(tmp_path / "scene.png")
+    return tmp_path / "scene.png"
+
+
+def test_predict_threshold_changes_the_detections(tmp_path):
+    scene = _scene(tmp_path)
+    low = predict_files(Ramp(), [scene], tmp_path / "low", device="cpu", threshold=0.6)
+    high = predict_files(Ramp(), [scene], tmp_path / "high", device="cpu", threshold=0.998)
+    assert len(low.detections) == 2 and len(high.detections) == 1
+    # the probability PNG does not depend on the threshold
+    a = np.asarray(Image.open(tmp_path / "low" / "scene.png"))
+    assert np.array_equal(a, np.asarray(Image.open(tmp_path / "high" / "scene.png")))
+
+
+def test_predict_defaults_to_the_checkpoint_protocol_and_threshold(tmp_path, monkeypatch):
+    """A checkpoint trained under resize256 predicts under resize256 unless told otherwise."""
+    from nairstd.zoo import build_model
+
+    torch.manual_seed(0)
+    model = build_model("detector", "tiny")
+    ckpt = model_checkpoint(
+        model, "detector", "tiny", {}, config={"protocol": "resize256"}, threshold=0.8
+    )
+    save_torch(ckpt, tmp_path / "c.pt")
+    seen = {}
+    import nairstd.predict as predict
+
+    real = predict.predict_probability
+
+    def spy(model, image, protocol, *args, **kwargs):
+        seen["protocol"] = protocol
+        return real(model, image, protocol, *args, **kwargs)
+
+    monkeypatch.setattr(predict, "predict_probability", spy)
+    scene = _scene(tmp_path)
+    assert main(["predict", "--checkpoint", str(tmp_path / "c.pt"), "--input", str(scene),
+                 "--output", str(tmp_path / "o")]) == 0  # fmt: skip
+    assert seen["protocol"] == "resize256"
+    assert main(["predict", "--checkpoint", str(tmp_path / "c.pt"), "--input", str(scene),
+                 "--output", str(tmp_path / "o2"), "--protocol", "native"]) == 0  # fmt: skip
+    assert seen["protocol"] == "native"
+    assert main(["predict", "--checkpoint", str(tmp_path / "c.pt"), "--input", str(scene),
+                 "--output", str(tmp_path / "o3"), "--threshold", "1.5"]) == 2  # fmt: skip
+
+
+def test_sweep_is_monotone_and_counts_false_targets():
+    gt = np.zeros((20, 20), bool)
+    gt[5, 5] = True
+    prob = np.zeros((20, 20), np.float32)
+    prob[5, 5] = 0.9  # the target
+    prob[15, 15] = 0.4  # a false target above 0.35 only
+    prob[2, 17] = 0.2  # another above 0.15 only
+    rows = sweep([(prob, gt), (np.zeros_like(prob), np.zeros_like(gt))], [0.1, 0.3, 0.5, 0.95])
+    assert [r["fa_per_frame"] for r in rows] == [1.0, 0.5, 0.0, 0.0]  # 2 frames
+    assert [r["Pd"] for r in rows] == [100.0, 100.0, 100.0, 0.0]
+
+
+def test_score_sweep_writes_csv_and_figure(tmp_path, capsys):
+    folder = write_toolbox_dataset(tmp_path, "TOY", n=4)
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    index = open_dataset(folder)
+    for stem in index.split("test"):
+        mask = np.asarray(Image.open(folder / "masks" / f"{stem}.png")) > 0
+        prob = np.where(mask, 200, 0).astype(np.uint8)
+        prob[0, 0] = 100  # a false target between thresholds 0.35 and 0.4
+        Image.fromarray(prob).save(pred / f"{stem}.png")
+    csv = tmp_path / "sweep.csv"
+    assert main(["score", "--pred", str(pred), "--data", str(folder), "--sweep", str(csv)]) == 0
+    table = pd.read_csv(csv)
+    assert len(table) == 19 and table["threshold"].iloc[0] == pytest.approx(0.05)
+    low, high = table.iloc[0], table.iloc[-1]
+    assert low["fa_per_frame"] == 1.0 and low["Pd"] == 100.0
+    assert high["fa_per_frame"] == 0.0 and high["Pd"] == 0.0  # 200/255 < 0.95
+    assert csv.with_suffix(".png").is_file()
+    capsys.readouterr()
+    assert main(["score", "--pred", str(pred), "--data", str(folder), "--threshold", "0.45",
+                 "--json"]) == 0  # fmt: skip
+    assert '"FA_per_image": 0.0' in capsys.readouterr().out
+
+
+def test_synthetic_ood_frames_have_the_asked_size():
+    (image, mask), = synthetic_frames((48, 64), 1)  # fmt: skip
+    assert image.shape == mask.shape == (48, 64) and image.dtype == np.float32
+
+
+def test_ood_check_rows(tmp_path, monkeypatch):
+    from nairstd import ood
+
+    monkeypatch.setattr(ood, "SIZES", {"64x48": (48, 64)})
+    monkeypatch.setattr(
+        ood, "frame_counts", lambda profile: {"native": 2, "64x48": 1, "synthetic-64x48": 1}
+    )
+    index = open_dataset(write_toolbox_dataset(tmp_path, "TOY", n=4))
+    rows = ood_check(Ramp(), index, "smoke", threshold=0.9)
+    assert [r["set"] for r in rows] == ["test", "empty-native", "empty-64x48", "synthetic-64x48"]
+    assert rows[0]["Pd"] == 100.0  # the 250-grey targets on a flat 40 background
+    assert rows[1]["fa_per_frame"] == 0.0  # the same frames, targets inpainted: nothing left
+    assert np.isnan(rows[2]["Pd"])  # no targets in the empty sets
