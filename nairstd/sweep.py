@@ -56,7 +56,7 @@ def probability_maps(
     method's function (image -> map), run as `predict` runs it."""
     from torch import nn
 
-    from nairstd.predict import classical_probability, predict_probability
+    from nairstd.probability import classical_probability, predict_probability
 
     out = []
     for image, mask in frames:

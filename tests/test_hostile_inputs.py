@@ -32,7 +32,8 @@ from nairstd import predict as predict_module
 from nairstd.cli import main as cli_main
 from nairstd.data.images import DataError, read_image
 from nairstd.data.index import open_dataset
-from nairstd.predict import predict_files, predict_probability, tile_windows
+from nairstd.predict import predict_files
+from nairstd.probability import predict_probability, tile_windows
 from nairstd.train.checkpoint import model_checkpoint
 from nairstd.train.config import profile_config
 from nairstd.train.runs import RunInProgress, run_dir, run_id, run_lock

@@ -59,6 +59,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "nairstd.train.checkpoint",
             "nairstd.train.evaluate",
+            "nairstd.probability",
             "nairstd.predict",
             "nairstd.operating",
             "nairstd.score",
