@@ -108,23 +108,28 @@ def plot_sweeps(curves: dict[str, list[dict[str, Any]]], path: str | Path, title
 
     from nairstd.io import write_with
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for name, rows in curves.items():
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    # One colour per method from a 20-colour map (the default cycle repeats after 10 methods) and
+    # a marker that changes every 10, so no two methods look alike.
+    colours = plt.get_cmap("tab20").colors
+    for i, (name, rows) in enumerate(curves.items()):
         rows = sorted(rows, key=lambda r: r["threshold"])
         pd_ = [r["Pd"] for r in rows]
+        style = dict(color=colours[(2 * i) % 20 + (i // 10) % 2], marker=".^s"[(i // 10) % 3])
         for ax, key in zip(axes, ("fa_per_frame", "Fa")):
-            (line,) = ax.plot([r[key] for r in rows], pd_, marker=".", label=name)
+            ax.plot([r[key] for r in rows], pd_, label=name, markersize=4, **style)
             half = [r for r in rows if abs(r["threshold"] - 0.5) < 1e-9]
             if half:
-                ax.plot(half[0][key], half[0]["Pd"], "o", color=line.get_color(), mfc="none")
+                ax.plot(half[0][key], half[0]["Pd"], "o", color=style["color"], mfc="none")
     axes[0].set_xlabel("false targets per frame")
     axes[1].set_xlabel("Fa (x1e-6, false-alarm pixels)")
     for ax in axes:
         ax.set_xscale("symlog", linthresh=0.01 if ax is axes[0] else 1.0)
         ax.set_ylabel("Pd (%)")
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7, loc="lower right")
-    fig.suptitle(title or "Pd against false alarms over thresholds (circle: 0.5)")
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="center right")  # beside the plots, not on them
+    fig.suptitle(f"{title or 'Pd against false alarms over thresholds'} (circle: threshold 0.5)")
+    fig.tight_layout(rect=(0, 0, 0.8, 1))
     write_with(path, lambda p: fig.savefig(p, dpi=110, format="png"))
     return fig
