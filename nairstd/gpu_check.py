@@ -118,12 +118,51 @@ def bench_phase(args: argparse.Namespace, device: torch.device) -> list[dict]:
                             "variant": name,
                             "batch": batch,
                             "amp": amp,
+                            "compiled": False,
                             "latency_ms": 1000 * best,
                             "images_per_s": batch / best,
                             "peak_memory_mb": _peak_memory_mb(device),
                         }
                     )
+            if size in args.compile_sizes:
+                rows += _compiled_rows(model, size, name, args, device)
             del model
+    return rows
+
+
+def _compiled_rows(model, size: str, name: str, args, device: torch.device) -> list[dict]:
+    """fp32 latency under torch.compile (one compile per batch size; its time is recorded)."""
+    compiled = torch.compile(model)
+    rows = []
+    for batch in args.bench_batches:
+        x = torch.randn(batch, 1, args.image_size, args.image_size, device=device)
+        _reset_peak(device)
+        t0 = time.perf_counter()
+        compiled(x)
+        _sync(device)
+        compile_s = time.perf_counter() - t0
+        for _ in range(args.bench_warmup):
+            compiled(x)
+        _sync(device)
+        best = float("inf")
+        for _ in range(args.bench_iters):
+            t0 = time.perf_counter()
+            compiled(x)
+            _sync(device)
+            best = min(best, time.perf_counter() - t0)
+        rows.append(
+            {
+                "size": size,
+                "variant": name,
+                "batch": batch,
+                "amp": False,
+                "compiled": True,
+                "compile_s": compile_s,
+                "latency_ms": 1000 * best,
+                "images_per_s": batch / best,
+                "peak_memory_mb": _peak_memory_mb(device),
+            }
+        )
     return rows
 
 
@@ -182,6 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bench-batches", nargs="+", type=int, default=[1, 8])
     p.add_argument("--bench-iters", type=int, default=20)
     p.add_argument("--bench-warmup", type=int, default=5)
+    p.add_argument(
+        "--compile-sizes",
+        nargs="*",
+        default=["tiny"],
+        help="sizes also timed under torch.compile, fp32 (default tiny; none: eager only)",
+    )
     p.add_argument("--bench-reserve-s", type=float, default=30.0, help="time the bench needs")
     p.add_argument("--budget-s", type=float, default=450.0, help="wall-clock budget (default 450)")
     p.add_argument("--runs-dir", default=None, help="runs folder (default: a temporary one)")
@@ -210,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
             )
     for r in s.get("bench", []):
         print(
-            f"bench {r['size']} {r['variant']} batch {r['batch']} amp={r['amp']}: "
+            f"bench {r['size']} {r['variant']} batch {r['batch']} amp={r['amp']} "
+            f"compiled={r['compiled']}: "
             f"{r['latency_ms']:.2f} ms, {r['images_per_s']:.1f} images/s, "
             f"peak {r['peak_memory_mb']:.0f} MiB"
         )

@@ -17,6 +17,7 @@ def test_gpu_check_cpu_path(tmp_path, capsys):
         "--epochs1", "1", "--epochs2", "1", "--epoch-steps", "1", "--val-limit", "2",
         "--batch-size", "2", "--image-size", "64", "--workers", "0", "--bench-sizes", "tiny",
         "--bench-batches", "1", "2", "--bench-iters", "1", "--bench-warmup", "1",
+        "--compile-sizes",
         "--runs-dir", str(tmp_path / "runs"), "--out", str(out),
     ]  # fmt: skip
     assert main(argv) == 0
@@ -26,6 +27,7 @@ def test_gpu_check_cpu_path(tmp_path, capsys):
     assert s1["steps"] == 1 and s2["steps"] == 1 and s1["train_images_per_s"] > 0
     assert len(s1["losses"]["loss"]) == 1 and s2["losses"]["loss"][0] > 0
     bench = doc["phases"]["bench"]
+    assert not any(r["compiled"] for r in bench)  # --compile-sizes with none: eager only
     assert {(r["variant"], r["batch"]) for r in bench} == {
         (v, b) for v in ("detector", "na_irstd") for b in (1, 2)
     }
