@@ -5,8 +5,16 @@
 # Extra arguments go to `python -m nairstd.gpu_check` (e.g. --device cpu --epoch-steps 2).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-source scripts/bootstrap.sh
+# A GPU machine's own python3 with a CUDA torch is used as it is (such machines often have no
+# package registry); otherwise the pinned .venv is set up (CPU torch: the --device cpu path).
+if python3 -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+    export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+    py=python3
+else
+    source scripts/bootstrap.sh
+    py=python
+fi
 if [[ -z "${NAIRSTD_DATA:-}" && -d ../shared/datasets ]]; then
     export NAIRSTD_DATA="$(cd ../shared/datasets && pwd)"
 fi
-exec timeout 480 python -m nairstd.gpu_check "$@"
+exec timeout 480 "$py" -m nairstd.gpu_check "$@"
