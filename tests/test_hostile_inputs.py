@@ -113,6 +113,21 @@ def test_run_cache_key_follows_the_files(tmp_path):
     assert run_id(config, open_dataset(a)) != id_a
 
 
+def test_run_cache_key_follows_contents_not_mtimes(tmp_path):
+    a = write_toolbox_dataset(tmp_path / "a", "tinyset", n=6, size=(64, 64))
+    config = profile_config("smoke", "one", dataset="tinyset")
+    id_a = run_id(config, open_dataset(a))
+    for file in (a / "images").iterdir():  # copied again in place: same bytes, new mtimes
+        os.utime(file, ns=(2, 2))
+    assert run_id(config, open_dataset(a)) == id_a
+    mask = sorted((a / "masks").iterdir())[0]  # one byte changed, size and mtime kept
+    stat, data = mask.stat(), bytearray(mask.read_bytes())
+    data[-1] ^= 1
+    mask.write_bytes(bytes(data))
+    os.utime(mask, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert run_id(config, open_dataset(a)) != id_a
+
+
 # -- row 4: the same train command twice at once -----------------------------------------------
 def test_second_train_of_a_live_run_says_in_progress(dataset, tmp_path, capsys):
     runs = tmp_path / "runs"
