@@ -18,7 +18,10 @@ if TYPE_CHECKING:  # torch is imported lazily: the CLI reads COMPILE_HELP withou
     from torch import nn
 
 COMPILE_CHOICES = ("auto", "on", "off")
-AUTO_MIN_IMAGES = 500  # CPU: ~60 s compile / ~0.1 s saved per image (README, bench predict)
+# CPU, one thread, quiet machine (`bench predict`, tiny na_irstd): 640x512 compiles in 37 s and
+# saves 11 ms per frame (pays off after ~3300 frames); 1920x1080 in 144 s for 112 ms per frame
+# (~1300 frames). Under load both sides grow about alike.
+AUTO_MIN_IMAGES = 3000
 AUTO_MIN_IMAGES_CUDA = 50
 MAX_SHAPES = 8
 
