@@ -195,7 +195,7 @@ _PROFILE_TABLE = {
         ood_frames={
             "native": None,
             "640x512": 16,
-            "1920x1080": 6,
+            "1920x1080": 16,
             "synthetic-640x512": 8,
             "synthetic-1920x1080": 4,
         },

@@ -28,9 +28,15 @@ from nairstd.io import save_torch, write_text
 from nairstd.operating import DEFAULT_MODEL, PRETRAINED
 from nairstd.protocols import NATIVE
 
-FA_GOAL = 0.2  # false targets per target-free validation frame the threshold must not exceed
-PD_FLOOR = 90.0  # when no threshold meets FA_GOAL: the fewest false targets with val Pd >= this
+FA_GOAL = 0.2  # false targets per target-free val frame aimed at (issue 12's goal)
+FA_BAR = 0.5  # ... accepted when no threshold reaches FA_GOAL with val Pd >= PD_FLOOR (its bar)
+PD_FLOOR = 90.0  # val Pd the operating point must keep
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 0.96, 0.05))
+# Target-free val sets the rule counts false targets on: the val frames with their targets
+# inpainted out at their own size and rescaled to the sensor sizes of the OOD check (nairstd.ood).
+# A model trained on SIRST sizes raises most of its false alarms on the rescaled frames, so a
+# threshold chosen on native frames alone does not hold there.
+EMPTY_SIZES = ("native", "640x512", "1920x1080")
 
 # The recipe, in two runs per model (both through `train`, so both are cached and resumable):
 # 1. the base: the quick claims-budget run of Tables I / V (whole 256x256 SIRST frames, resize256;
@@ -101,35 +107,52 @@ def train_shipped(name: str, runs_dir: str | None = None):
     return train(recipe_config(name, base.best_checkpoint), runs_dir=runs_dir, progress=False)
 
 
+def empty_keys(row: dict[str, Any]) -> list[str]:
+    """The row's false-target columns on target-free val sets (`fa_per_frame_empty[_<size>]`)."""
+    return [k for k in row if k.startswith("fa_per_frame_empty")]
+
+
 def choose_threshold(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The operating point from validation sweep rows ({threshold, Pd, fa_per_frame_empty}):
-    the highest Pd with fa_per_frame_empty <= FA_GOAL (ties: the higher threshold); otherwise
-    the fewest false targets with Pd >= PD_FLOOR; otherwise the fewest false targets."""
-    ok = [r for r in rows if r["fa_per_frame_empty"] <= FA_GOAL]
-    if ok:
-        best = max(ok, key=lambda r: (r["Pd"], r["threshold"]))
-        return {**best, "rule": f"max val Pd with <= {FA_GOAL} false targets per empty frame"}
-    floor = [r for r in rows if r["Pd"] >= PD_FLOOR] or rows
-    best = min(floor, key=lambda r: (r["fa_per_frame_empty"], -r["Pd"]))
-    return {**best, "rule": f"fewest false targets per empty val frame with Pd >= {PD_FLOOR}"}
+    """The operating point from validation sweep rows ({threshold, Pd, fa_per_frame_empty...}),
+    by the worst of the target-free val sets (`worst_empty`), in this order:
+    1. Pd >= PD_FLOOR and worst_empty <= FA_GOAL: the highest Pd (ties: the higher threshold);
+    2. Pd >= PD_FLOOR and worst_empty <= FA_BAR: the highest Pd;
+    3. Pd >= PD_FLOOR: the fewest false targets;  4. the fewest false targets."""
+    rows = [{**r, "worst_empty": max(r[k] for k in empty_keys(r))} for r in rows]
+    kept = [r for r in rows if r["Pd"] >= PD_FLOOR]
+    for limit in (FA_GOAL, FA_BAR):
+        ok = [r for r in kept if r["worst_empty"] <= limit]
+        if ok:
+            best = max(ok, key=lambda r: (r["Pd"], r["threshold"]))
+            rule = f"max val Pd >= {PD_FLOOR} with <= {limit} false targets per target-free frame"
+            return {**best, "rule": rule}
+    pool = kept or rows
+    best = min(pool, key=lambda r: (r["worst_empty"], -r["Pd"]))
+    floor = f" with val Pd >= {PD_FLOOR}" if kept else ""
+    return {**best, "rule": f"fewest false targets per target-free val frame{floor}"}
 
 
-def validation_sweep(model, index, device: str = "cpu") -> list[dict[str, Any]]:
+def validation_sweep(
+    model, index, device: str = "cpu", sizes: tuple[str, ...] = EMPTY_SIZES
+) -> list[dict[str, Any]]:
     """Per threshold: val Pd / Fa / false targets per frame (frames with targets, native) and
-    false targets per frame on the val frames with their targets inpainted out."""
+    false targets per frame on the val frames with their targets inpainted out, at each of
+    `sizes` (`fa_per_frame_empty` at native size, `fa_per_frame_empty_<WxH>` rescaled)."""
     from nairstd.data.background import inpaint_targets
+    from nairstd.data.images import resize_image
+    from nairstd.ood import SIZES
     from nairstd.sweep import probability_maps, sweep
 
     stems = index.split("val")
     frames = [index.load(s) for s in stems]
-    with_targets = probability_maps(model, frames, device=device)
-    empty = [
-        (inpaint_targets(img, m, seed=i), np.zeros_like(m)) for i, (img, m) in enumerate(frames)
-    ]
-    empty_maps = probability_maps(model, empty, device=device)
-    rows = []
-    for a, b in zip(sweep(with_targets, THRESHOLDS), sweep(empty_maps, THRESHOLDS)):
-        rows.append({**a, "fa_per_frame_empty": b["fa_per_frame"]})
+    rows = sweep(probability_maps(model, frames, device=device), THRESHOLDS)
+    empty = [inpaint_targets(img, m, seed=i) for i, (img, m) in enumerate(frames)]
+    for size in sizes:
+        scaled = empty if size == "native" else [resize_image(img, SIZES[size]) for img in empty]
+        pairs = [(img, np.zeros(img.shape, bool)) for img in scaled]
+        key = "fa_per_frame_empty" if size == "native" else f"fa_per_frame_empty_{size}"
+        for row, e in zip(rows, sweep(probability_maps(model, pairs, device=device), THRESHOLDS)):
+            row[key] = e["fa_per_frame"]
     return rows
 
 
@@ -163,9 +186,11 @@ def write_model_card(out_dir: Path = PRETRAINED) -> Path:
             for i in infos[:1]
         )
         + "; trained on train, checkpoint and threshold chosen on val, test only reported",
-        f"- threshold rule: the highest val Pd with <= {FA_GOAL} false targets per frame on the val"
-        " frames with their targets inpainted out (else the fewest such false targets with val Pd"
-        f" >= {PD_FLOOR} %); thresholds 0.05..0.95 in steps of 0.05",
+        "- threshold: chosen on val over 0.05..0.95 in steps of 0.05 (`choose_threshold` in"
+        " `nairstd/shipped.py`; each model's rule is stated below). Current rule: the highest val Pd"
+        f" >= {PD_FLOOR} % with at most {FA_GOAL} (else {FA_BAR}) false targets per frame on every"
+        " target-free val set: the val frames with their targets inpainted out, at their own size"
+        " and rescaled to 640x512 and 1920x1080",
         "- false targets per frame = predicted objects matching no target (8-connected,"
         " centroid < 3 px), per frame",
         "",
@@ -180,7 +205,8 @@ def write_model_card(out_dir: Path = PRETRAINED) -> Path:
             f" `{info['commit']}`, {info['date']})",
             f"- regenerate: `{info['command']}` (base + fine-tune + export: about 15-25 min on"
             " one CPU core)",
-            f"- protocol **{info['protocol']}**, threshold **{info['threshold']}**",
+            f"- protocol **{info['protocol']}**, threshold **{info['threshold']}**"
+            f" (rule: {info['threshold_rule']})",
             f"- base: `{Path(c['init_from']).parent.name}` (quick claims budget: whole 256x256"
             " frames,"
             " resize256, seed 0)",
@@ -190,9 +216,12 @@ def write_model_card(out_dir: Path = PRETRAINED) -> Path:
             f" with p={c['target_crop_p']}, target-free samples p={c['background_p']}, false-alarm"
             f" loss weight {c['fa_weight']}, lr_main {c['lr_main']}, seed {c['seed']}",
             f"- SIRST val at the threshold: Pd {v['Pd']:.2f} %, Fa {v['Fa']:.2f} x1e-6, false"
-            f" targets per frame {v['fa_per_frame']:.3f}, on target-free val frames"
-            f" {v['fa_per_frame_empty']:.3f} (recorded in the checkpoint; `tests/test_shipped.py`"
-            " checks them)",
+            f" targets per frame {v['fa_per_frame']:.3f}; on target-free val frames "
+            + ", ".join(
+                f"{v[k]:.3f} ({k.removeprefix('fa_per_frame_empty_') if '_empty_' in k else 'native'})"
+                for k in empty_keys(v)
+            )
+            + " (recorded in the checkpoint; `tests/test_shipped.py` checks them)",
             f"- SIRST test at the threshold: IoU {t['IoU']:.2f}, Pd {t['Pd']:.2f} %, Fa"
             f" {t['Fa']:.2f} x1e-6, false targets per frame {t['fa_per_frame']:.3f}",
             "",
@@ -241,7 +270,7 @@ def export(name: str, run_folder: Path, out_dir: Path = PRETRAINED) -> dict[str,
         "threshold": point["threshold"],
         "threshold_rule": point["rule"],
         "val_at_threshold": {k: point[k] for k in ("Pd", "Fa", "fa_per_frame", "IoU")}
-        | {"fa_per_frame_empty": point["fa_per_frame_empty"]},
+        | {k: point[k] for k in empty_keys(point)},
         "val_sweep": rows,
         "dataset": {"name": index.name, "train": len(index.split("train"))}
         | {"val": len(index.split("val")), "test": len(index.split("test"))},

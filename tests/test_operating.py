@@ -146,3 +146,30 @@ def test_ood_check_rows(tmp_path, monkeypatch):
     assert rows[0]["Pd"] == 100.0  # the 250-grey targets on a flat 40 background
     assert rows[1]["fa_per_frame"] == 0.0  # the same frames, targets inpainted: nothing left
     assert np.isnan(rows[2]["Pd"])  # no targets in the empty sets
+
+
+def _row(threshold, pd, *empty):
+    keys = ["fa_per_frame_empty", "fa_per_frame_empty_640x512", "fa_per_frame_empty_1920x1080"]
+    return {"threshold": threshold, "Pd": pd, **dict(zip(keys, empty))}
+
+
+def test_shipped_threshold_rule_counts_the_worst_target_free_set():
+    from nairstd.shipped import choose_threshold
+
+    rows = [
+        _row(0.1, 95.0, 0.1, 0.4, 2.0),  # native fine, 1920x1080 far above the bar
+        _row(0.3, 93.0, 0.1, 0.3, 0.45),  # within the bar (0.5), not the goal (0.2)
+        _row(0.5, 91.0, 0.1, 0.1, 0.3),
+        _row(0.7, 89.0, 0.0, 0.1, 0.1),  # within the goal, but Pd under the 90 % floor
+    ]
+    point = choose_threshold(rows)
+    assert point["threshold"] == 0.3 and point["worst_empty"] == 0.45
+    assert "<= 0.5 false targets" in point["rule"]
+    # One threshold reaches the goal with Pd >= 90: it wins over a higher Pd within the bar.
+    rows.append(_row(0.6, 90.0, 0.1, 0.2, 0.2))
+    assert choose_threshold(rows)["threshold"] == 0.6
+    # None keeps Pd >= 90: the fewest false targets on the worst set.
+    low = [_row(0.5, 80.0, 0.3, 0.9, 1.2), _row(0.9, 70.0, 0.2, 0.4, 0.6)]
+    assert choose_threshold(low)["threshold"] == 0.9
+    # Rows recorded before the rescaled sets existed (native only) still work.
+    assert choose_threshold([{"threshold": 0.5, "Pd": 92.0, "fa_per_frame_empty": 0.1}])["Pd"] == 92

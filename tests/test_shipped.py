@@ -57,9 +57,12 @@ def test_shipped_weights_reproduce_their_validation_metrics(name, sirst_root):
 
     model, ckpt = load_model(shipped_path(name))
     recorded = ckpt["metrics"]["val_at_threshold"]
-    rows = validation_sweep(model, open_dataset(sirst_root))
+    # Native and 640x512 target-free frames (the 1920x1080 set adds a minute per model).
+    sizes = ("native",) + (("640x512",) if "fa_per_frame_empty_640x512" in recorded else ())
+    rows = validation_sweep(model, open_dataset(sirst_root), sizes=sizes)
     (row,) = [r for r in rows if r["threshold"] == ckpt["threshold"]]
     assert row["Pd"] == pytest.approx(recorded["Pd"], abs=1e-6)
     assert row["fa_per_frame"] == pytest.approx(recorded["fa_per_frame"], abs=1e-6)
-    assert row["fa_per_frame_empty"] == pytest.approx(recorded["fa_per_frame_empty"], abs=1e-6)
+    for key in [k for k in row if k.startswith("fa_per_frame_empty")]:
+        assert row[key] == pytest.approx(recorded[key], abs=1e-6), key
     assert row["Fa"] == pytest.approx(recorded["Fa"], rel=1e-3, abs=1e-3)
