@@ -168,8 +168,15 @@ def test_shipped_threshold_rule_counts_the_worst_target_free_set():
     # One threshold reaches the goal with Pd >= 90: it wins over a higher Pd within the bar.
     rows.append(_row(0.6, 90.0, 0.1, 0.2, 0.2))
     assert choose_threshold(rows)["threshold"] == 0.6
-    # None keeps Pd >= 90: the fewest false targets on the worst set.
-    low = [_row(0.5, 80.0, 0.3, 0.9, 1.2), _row(0.9, 70.0, 0.2, 0.4, 0.6)]
-    assert choose_threshold(low)["threshold"] == 0.9
+    # Pd >= 90 only with too many false targets (> FA_CAP): the highest Pd under the cap.
+    low = [_row(0.05, 92.0, 1.0, 4.0, 17.0), _row(0.5, 82.0, 0.3, 0.9, 1.9)]
+    low += [_row(0.8, 82.0, 0.1, 0.5, 1.1), _row(0.9, 70.0, 0.1, 0.3, 0.6)]
+    assert choose_threshold(low)["threshold"] == 0.8  # ties on Pd: the higher threshold
+    # Pd >= 90 under the cap, above the bar: the fewest false targets.
+    assert choose_threshold(low + [_row(0.3, 90.0, 0.3, 1.0, 1.5)])["threshold"] == 0.3
+    # Nothing under the cap: the fewest false targets.
+    assert (
+        choose_threshold([_row(0.1, 95.0, 3, 4, 5), _row(0.9, 80.0, 2, 3, 4)])["threshold"] == 0.9
+    )
     # Rows recorded before the rescaled sets existed (native only) still work.
     assert choose_threshold([{"threshold": 0.5, "Pd": 92.0, "fa_per_frame_empty": 0.1}])["Pd"] == 92
