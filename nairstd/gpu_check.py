@@ -88,9 +88,25 @@ def train_phase(stage: str, args: argparse.Namespace, device: torch.device, **ex
     }
 
 
+def _best_latency(model, x: torch.Tensor, args: argparse.Namespace, device) -> float:
+    """Best wall time (s) of one forward over args.bench_iters, after args.bench_warmup."""
+    for _ in range(args.bench_warmup):
+        model(x)
+    _sync(device)
+    best = float("inf")
+    for _ in range(args.bench_iters):
+        t0 = time.perf_counter()
+        model(x)
+        _sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
 @torch.inference_mode()
 def bench_phase(args: argparse.Namespace, device: torch.device) -> list[dict]:
-    """Eval latency, images/s and peak memory per (size, variant, batch), fp32 and AMP."""
+    """Eval latency, images/s and peak memory per (size, variant, batch): fp32 and AMP eager, and
+    fp32 under torch.compile for args.compile_sizes (one compile per batch; its time recorded)."""
+    from nairstd.compiling import compile_model
     from nairstd.zoo import build_model
 
     rows = []
@@ -98,71 +114,33 @@ def bench_phase(args: argparse.Namespace, device: torch.device) -> list[dict]:
         for name in ("detector", "na_irstd"):
             torch.manual_seed(0)
             model = build_model(name, size).to(device).eval()
-            for batch in args.bench_batches:
-                x = torch.randn(batch, 1, args.image_size, args.image_size, device=device)
-                for amp in (False, True) if device.type == "cuda" else (False,):
+            modes = [(False, False), (True, False)] if device.type == "cuda" else [(False, False)]
+            if size in args.compile_sizes:
+                modes.append((False, True))
+                compiled = compile_model(model)
+            for amp, is_compiled in modes:
+                net = compiled if is_compiled else model
+                for batch in args.bench_batches:
+                    x = torch.randn(batch, 1, args.image_size, args.image_size, device=device)
                     _reset_peak(device)
+                    row: dict[str, Any] = {"size": size, "variant": name, "batch": batch}
+                    row |= {"amp": amp, "compiled": is_compiled}
                     with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-                        for _ in range(args.bench_warmup):
-                            model(x)
-                        _sync(device)
-                        best = float("inf")
-                        for _ in range(args.bench_iters):
+                        if is_compiled:
                             t0 = time.perf_counter()
-                            model(x)
+                            net(x)  # compiles for this batch size
                             _sync(device)
-                            best = min(best, time.perf_counter() - t0)
+                            row["compile_s"] = time.perf_counter() - t0
+                        best = _best_latency(net, x, args, device)
                     rows.append(
-                        {
-                            "size": size,
-                            "variant": name,
-                            "batch": batch,
-                            "amp": amp,
-                            "compiled": False,
+                        row
+                        | {
                             "latency_ms": 1000 * best,
                             "images_per_s": batch / best,
                             "peak_memory_mb": _peak_memory_mb(device),
                         }
                     )
-            if size in args.compile_sizes:
-                rows += _compiled_rows(model, size, name, args, device)
             del model
-    return rows
-
-
-def _compiled_rows(model, size: str, name: str, args, device: torch.device) -> list[dict]:
-    """fp32 latency under torch.compile (one compile per batch size; its time is recorded)."""
-    compiled = torch.compile(model)
-    rows = []
-    for batch in args.bench_batches:
-        x = torch.randn(batch, 1, args.image_size, args.image_size, device=device)
-        _reset_peak(device)
-        t0 = time.perf_counter()
-        compiled(x)
-        _sync(device)
-        compile_s = time.perf_counter() - t0
-        for _ in range(args.bench_warmup):
-            compiled(x)
-        _sync(device)
-        best = float("inf")
-        for _ in range(args.bench_iters):
-            t0 = time.perf_counter()
-            compiled(x)
-            _sync(device)
-            best = min(best, time.perf_counter() - t0)
-        rows.append(
-            {
-                "size": size,
-                "variant": name,
-                "batch": batch,
-                "amp": False,
-                "compiled": True,
-                "compile_s": compile_s,
-                "latency_ms": 1000 * best,
-                "images_per_s": batch / best,
-                "peak_memory_mb": _peak_memory_mb(device),
-            }
-        )
     return rows
 
 

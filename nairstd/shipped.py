@@ -27,12 +27,12 @@ import numpy as np
 from nairstd.io import save_torch, write_text
 from nairstd.operating import DEFAULT_MODEL, PRETRAINED
 from nairstd.protocols import NATIVE
+from nairstd.sweep import DEFAULT_THRESHOLDS as THRESHOLDS  # 0.05..0.95, steps of 0.05
 
 FA_GOAL = 0.2  # false targets per target-free val frame aimed at (issue 12's goal)
 FA_BAR = 0.5  # ... accepted when no threshold reaches FA_GOAL with val Pd >= PD_FLOOR (its bar)
 PD_FLOOR = 90.0  # val Pd the operating point must keep
 FA_CAP = 2.0  # never trade more false targets per target-free val frame than this for Pd
-THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 0.96, 0.05))
 # Target-free val sets the rule counts false targets on: the val frames with their targets
 # inpainted out at their own size and rescaled to the sensor sizes of the OOD check (nairstd.ood).
 # A model trained on SIRST sizes raises most of its false alarms on the rescaled frames, so a

@@ -9,7 +9,8 @@ from conftest import write_toolbox_dataset
 from nairstd.gpu_check import main
 
 
-def test_gpu_check_cpu_path(tmp_path, capsys):
+def test_gpu_check_cpu_path(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("NAIRSTD_COMPILE_BACKEND", "eager")  # dynamo only: seconds, not a minute
     write_toolbox_dataset(tmp_path, "TOY", n=6, size=(40, 48))
     out = tmp_path / "check.json"
     argv = [
@@ -17,7 +18,7 @@ def test_gpu_check_cpu_path(tmp_path, capsys):
         "--epochs1", "1", "--epochs2", "1", "--epoch-steps", "1", "--val-limit", "2",
         "--batch-size", "2", "--image-size", "64", "--workers", "0", "--bench-sizes", "tiny",
         "--bench-batches", "1", "2", "--bench-iters", "1", "--bench-warmup", "1",
-        "--compile-sizes",
+        "--compile-sizes", "tiny",
         "--runs-dir", str(tmp_path / "runs"), "--out", str(out),
     ]  # fmt: skip
     assert main(argv) == 0
@@ -27,10 +28,10 @@ def test_gpu_check_cpu_path(tmp_path, capsys):
     assert s1["steps"] == 1 and s2["steps"] == 1 and s1["train_images_per_s"] > 0
     assert len(s1["losses"]["loss"]) == 1 and s2["losses"]["loss"][0] > 0
     bench = doc["phases"]["bench"]
-    assert not any(r["compiled"] for r in bench)  # --compile-sizes with none: eager only
-    assert {(r["variant"], r["batch"]) for r in bench} == {
-        (v, b) for v in ("detector", "na_irstd") for b in (1, 2)
+    assert {(r["variant"], r["batch"], r["compiled"]) for r in bench} == {
+        (v, b, c) for v in ("detector", "na_irstd") for b in (1, 2) for c in (False, True)
     }
+    assert all(r["compile_s"] > 0 for r in bench if r["compiled"])
     assert all(r["latency_ms"] > 0 and r["peak_memory_mb"] > 0 for r in bench)
     assert "stage1: 1 epochs" in capsys.readouterr().out
 
