@@ -62,7 +62,7 @@ def dataset_fingerprint(index: DatasetIndex) -> str:
     """sha256 (16 hex) of the dataset's files: name and content hash of every image and mask
     file, and the bytes of the split lists (also the lists shipped with nairstd). Contents, not
     mtimes: a dataset copied again with the same bytes (a fresh checkout, a re-synced share)
-    keeps its cached runs; reading SIRST's 19 MB takes ~0.1 s, once per process."""
+    keeps its cached runs. SIRST (19 MB): 35 ms the first time in a process, 4.5 ms after."""
     from nairstd.data.index import _find_lists
 
     digest = hashlib.sha256()
