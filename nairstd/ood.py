@@ -12,8 +12,8 @@ Sets, built from a dataset's TEST split (SIRST in practice) and the synthetic ge
 
 Every model runs as `predict` runs it (native protocol unless told, tiles above 1024 px); a pixel
 is a detection above the model's threshold (0.5 unless the checkpoint records one). Frame counts
-per profile (`Profile.ood_frames`) keep the check bounded on a CPU: `quick` uses every test frame at native
-size, 16 at 640x512, 16 at 1920x1080 and 8 / 4 synthetic frames.
+per profile (`Profile.ood_frames`) keep the check bounded on a CPU: `quick` uses every test frame at
+every size and 8 / 4 synthetic frames (`paper`: 50 / 20).
 """
 
 from __future__ import annotations
