@@ -6,8 +6,8 @@
 `predict` uses the shipped na_irstd when no --checkpoint is given. Each model is trained with the
 `quick` profile and the recipe below (native-resolution crops, scale augmentation, target-free
 samples with the false-alarm loss); its operating threshold is chosen on SIRST *validation* (never
-test): the threshold with the most validation Pd among those that raise at most
-`FA_GOAL` false targets per frame on the validation frames with their targets inpainted out.
+test) by `choose_threshold`: the most validation Pd that keeps the false targets per frame on the
+validation frames with their targets inpainted out (native, 640x512, 1920x1080) within bounds.
 The export is a nairstd checkpoint that also records `protocol`, `threshold` and its validation
 metrics, and `MODEL_CARD.md` beside it says how it was made.
 """

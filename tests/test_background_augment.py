@@ -90,11 +90,32 @@ def test_dataset_background_samples_are_target_free(tmp_path):
         assert float(image.max()) < 0.5
 
 
+def test_frame_stats_standardise_a_crop_as_predict_standardises_its_frame(tmp_path):
+    index = open_dataset(write_toolbox_dataset(tmp_path, "toy", n=4, size=(40, 48)))
+    # No rescale, no flips: the crop's pixels are a window of the frame, findable by value.
+    common = dict(crop_size=16, target_crop_p=0.0, flips=False, transpose=False)
+    own = IRSTDDataset(index, "train", "native", train=True, augment=AugmentConfig(**common))
+    framed = IRSTDDataset(
+        index, "train", "native", train=True, augment=AugmentConfig(**common, frame_stats=True)
+    )
+    for i, stem in enumerate(own.stems):  # textured frames: a flat crop has no std of its own
+        frame = _textured(40, 48, seed=i)
+        own._cache[stem] = framed._cache[stem] = (frame, np.zeros(frame.shape, bool))
+        x_own, x_frame = own[i]["image"][0].numpy(), framed[i]["image"][0].numpy()
+        assert abs(float(x_own.mean())) < 1e-4 and abs(float(x_own.std()) - 1) < 1e-3
+        # the same crop (same draws), standardised by the whole frame's mean and std
+        crop = x_frame * (frame.std() + 1e-6) + frame.mean()
+        assert np.allclose((crop - crop.mean()) / (crop.std() + 1e-6), x_own, atol=1e-4)
+        raw = np.lib.stride_tricks.sliding_window_view(frame, (16, 16))
+        assert np.isclose(raw, crop, atol=1e-5).all(axis=(2, 3)).any()
+
+
 def test_new_fields_keep_old_run_ids_until_set():
     base = TrainConfig()
     fields = base.hashed_fields()
     assert not set(HASHED_WHEN_SET) & set(fields)  # defaults: left out, old ids unchanged
-    for name, value in {"scale_max": 2.0, "background_p": 0.25, "fa_weight": 1.0}.items():
+    changes = {"scale_max": 2.0, "background_p": 0.25, "fa_weight": 1.0, "frame_stats": True}
+    for name, value in changes.items():
         changed = base.replace(**{name: value}).hashed_fields()
         assert changed[name] == value
         assert config_hash(changed) != config_hash(fields)

@@ -32,6 +32,7 @@ class AugmentConfig:
     transpose: bool = True  # random transposition (only when the sample is square)
     scale_range: tuple[float, float] = (1.0, 1.0)  # log-uniform rescale before the crop (1, 1: off)
     background_p: float = 0.0  # probability of a target-free sample (targets inpainted out)
+    frame_stats: bool = False  # standardise a crop by its whole (rescaled) frame's mean / std
 
 
 class IRSTDDataset(Dataset):
@@ -101,10 +102,17 @@ class IRSTDDataset(Dataset):
                 image, mask = self.target_free_pair(stem)
             if aug.scale_range != (1.0, 1.0):
                 image, mask = rescale_pair(image, mask, draw_scale(*aug.scale_range, rng))
-                if aug.crop_size:
-                    image, mask = pad_to(image, mask, aug.crop_size)
+            # predict standardises a whole frame at once; a crop of a large frame standardised by
+            # its own statistics would see another contrast than the same pixels at predict time.
+            stats = (image.mean(), image.std()) if aug.frame_stats else None
+            if aug.scale_range != (1.0, 1.0) and aug.crop_size:
+                image, mask = pad_to(image, mask, aug.crop_size)
             image, mask = augment_pair(image, mask, aug, rng)
-        image = normalize_image(image, self.normalize)
+            if stats is not None and self.normalize == "standardize":
+                return self._sample(stem, (image - stats[0]) / (stats[1] + 1e-6), mask)
+        return self._sample(stem, normalize_image(image, self.normalize), mask)
+
+    def _sample(self, stem: str, image: np.ndarray, mask: np.ndarray) -> dict:
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image))[None],
             "mask": torch.from_numpy(np.ascontiguousarray(mask)).float()[None],

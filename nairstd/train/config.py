@@ -35,6 +35,7 @@ HASHED_WHEN_SET: dict[str, Any] = {
     "scale_max": 1.0,
     "background_p": 0.0,
     "fa_weight": 0.0,
+    "frame_stats": False,
 }
 
 
@@ -70,6 +71,9 @@ class TrainConfig:
     background_p: float = 0.0
     # Weight of the false-alarm loss on target-free samples (nairstd.losses; 0.0: off).
     fa_weight: float = 0.0
+    # Standardise each training crop with the mean / std of its whole (rescaled) frame, as
+    # `predict` standardises a whole frame, instead of the crop's own (False: the crop's).
+    frame_stats: bool = False
     epochs: int = 20  # passes over the training split
     batch_size: int = 8  # global batch (split over the processes under torchrun)
     epoch_steps: int | None = None  # optional cap on the steps of each epoch (short epochs)

@@ -26,6 +26,7 @@ class TrainBatches:
             target_crop_p=cfg.target_crop_p,
             scale_range=(cfg.scale_min, cfg.scale_max),
             background_p=cfg.background_p,
+            frame_stats=cfg.frame_stats,
         )
         self.dataset = IRSTDDataset(
             index,
