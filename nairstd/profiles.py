@@ -194,7 +194,8 @@ _PROFILE_TABLE = {
         retrain_k=False,
         # Every test frame at every size: 16 frames at 640x512 / 1920x1080 (0.44 / 0.31 false
         # targets per frame for the shipped na_irstd) understated all 86 (0.77 / 0.79). A
-        # resize256 model pays only the resize; a native one about a minute per 86 at 1920x1080.
+        # resize256 model pays only the resize; the shipped na_irstd's check went from 32 to 113 s
+        # (one thread) and 1.1 to 1.9 GB peak RSS.
         ood_frames={
             "native": None,
             "640x512": None,
