@@ -173,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="weight of the false-alarm loss on target-free samples (default 0)",
     )
     train.add_argument(
+        "--frame-stats",
+        action="store_true",
+        help="standardise each training crop by its whole (rescaled) frame's mean and std, as "
+        "predict standardises a frame (default: by the crop's own)",
+    )
+    train.add_argument(
         "--target-crop-p",
         type=float,
         help="probability a training crop is placed on a target (default 0.5)",

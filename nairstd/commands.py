@@ -173,6 +173,7 @@ def train(args: argparse.Namespace) -> int:
             scale_max=args.scale[1] if args.scale else None,
             background_p=args.background_p,
             fa_weight=args.fa_weight,
+            frame_stats=True if args.frame_stats else None,
             target_crop_p=args.target_crop_p,
             device=args.device,
             workers=args.workers,

@@ -110,6 +110,27 @@ def test_frame_stats_standardise_a_crop_as_predict_standardises_its_frame(tmp_pa
         assert np.isclose(raw, crop, atol=1e-5).all(axis=(2, 3)).any()
 
 
+def test_train_cli_passes_the_augmentation_options(monkeypatch):
+    import nairstd.train
+    from nairstd.cli import main
+
+    seen = []
+
+    def fake_train(config, **kwargs):
+        seen.append(config)
+        raise ValueError("stop here")  # printed as one error: line, exit status 2
+
+    monkeypatch.setattr(nairstd.train, "train", fake_train)
+    argv = ["train", "--profile", "smoke", "--stage", "2", "--protocol", "native"]
+    argv += ["--scale", "0.5", "6", "--background-p", "0.4", "--fa-weight", "0.25"]
+    assert main(argv + ["--frame-stats"]) == 2
+    assert main(argv) == 2
+    with_flag, without = seen
+    assert (with_flag.scale_min, with_flag.scale_max, with_flag.background_p) == (0.5, 6.0, 0.4)
+    assert with_flag.fa_weight == 0.25
+    assert with_flag.frame_stats is True and without.frame_stats is False
+
+
 def test_new_fields_keep_old_run_ids_until_set():
     base = TrainConfig()
     fields = base.hashed_fields()
