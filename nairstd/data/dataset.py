@@ -94,6 +94,9 @@ class IRSTDDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         stem = self.stems[i]
         image, mask = self.load_pair(stem)
+        # predict standardises a whole frame at once; a crop of a large frame standardised by its
+        # own statistics would see another contrast than the same pixels at predict time.
+        by_frame = self.train and self.augment.frame_stats and self.normalize == "standardize"
         if self.train:
             rng = np.random.default_rng((self.seed, self.epoch, i))
             aug = self.augment
@@ -102,17 +105,14 @@ class IRSTDDataset(Dataset):
                 image, mask = self.target_free_pair(stem)
             if aug.scale_range != (1.0, 1.0):
                 image, mask = rescale_pair(image, mask, draw_scale(*aug.scale_range, rng))
-            # predict standardises a whole frame at once; a crop of a large frame standardised by
-            # its own statistics would see another contrast than the same pixels at predict time.
-            stats = (image.mean(), image.std()) if aug.frame_stats else None
+            frame = image  # the whole (rescaled) frame, before padding and crop
             if aug.scale_range != (1.0, 1.0) and aug.crop_size:
                 image, mask = pad_to(image, mask, aug.crop_size)
             image, mask = augment_pair(image, mask, aug, rng)
-            if stats is not None and self.normalize == "standardize":
-                return self._sample(stem, (image - stats[0]) / (stats[1] + 1e-6), mask)
-        return self._sample(stem, normalize_image(image, self.normalize), mask)
-
-    def _sample(self, stem: str, image: np.ndarray, mask: np.ndarray) -> dict:
+        if by_frame:
+            image = (image - frame.mean()) / (frame.std() + 1e-6)
+        else:
+            image = normalize_image(image, self.normalize)
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image))[None],
             "mask": torch.from_numpy(np.ascontiguousarray(mask)).float()[None],
