@@ -1,6 +1,7 @@
 """Command line: `python -m nairstd VERB ...` (also installed as `nairstd`).
 
-Verbs: data stats | data synth | data hard | score | bench | train | eval | predict | profiles.
+Verbs: data stats | data synth | data hard | score | bench | train | eval | predict | ood |
+import-weights | reference run | reference status | profiles.
 Every bad input (a missing or unreadable file, a bad option value, an unusable checkpoint or
 output folder) prints one line `error: ...` and exits with status 2: option values are checked by
 argparse types, and everything else is turned into that line in one place, `main`. What each
@@ -271,6 +272,33 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--threshold", type=float, help="default: the checkpoint's, else 0.5")
     check.add_argument("--json", action="store_true")
     check.set_defaults(func=commands.ood)
+
+    ref = verbs.add_parser(
+        "reference", help="the claims' reference budget: train arms, commit result bundles"
+    ).add_subparsers(dest="ref_verb", required=True)
+    ref_run = ref.add_parser(
+        "run",
+        help="train every pending unit (arm x dataset x seed, and the doubled-budget seed)",
+        description="Trains the reference profile's runs of claims C1-C4 in worker processes "
+        "(resumable: finished units have a bundle in results/reference/, interrupted runs resume "
+        "from the run cache) and writes each unit's result bundle as it finishes.",
+    )
+    ref_status = ref.add_parser("status", help="every planned unit: done, stale or pending")
+    for sub in (ref_run, ref_status):
+        sub.add_argument(
+            "--claims", nargs="+", default=["C1", "C4", "C2", "C3"], help="claims (in order)"
+        )
+        sub.add_argument("--seeds", nargs="+", type=non_negative, help="default: 0 1 2")
+        sub.add_argument("--datasets", nargs="+", help="training sets (default: each claim's)")
+        sub.add_argument(
+            "--no-doubled", action="store_true", help="leave out the twice-the-budget runs"
+        )
+        sub.add_argument("--results", help="bundle folder (default results/reference)")
+    ref_run.add_argument("--workers", type=positive, default=2, help="processes (default 2)")
+    ref_run.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
+    ref_run.add_argument("--limit", type=positive, help="run at most N pending units")
+    ref_run.set_defaults(func=commands.reference_run)
+    ref_status.set_defaults(func=commands.reference_status)
 
     prof = verbs.add_parser(
         "profiles",

@@ -114,6 +114,45 @@ def profiles(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reference_plan(args: argparse.Namespace) -> dict:
+    return dict(
+        claims=args.claims, seeds=args.seeds, doubled=not args.no_doubled, datasets=args.datasets
+    )
+
+
+def reference_run(args: argparse.Namespace) -> int:
+    from nairstd.reproduce.reference import run_reference
+
+    lines = run_reference(
+        workers=args.workers,
+        device=args.device,
+        root=args.results,
+        data_root=args.data_root,
+        limit=args.limit,
+        **_reference_plan(args),
+    )
+    return 1 if any(": FAILED: " in line for line in lines) else 0
+
+
+def reference_status(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from nairstd.reproduce.reference import load_bundle, plan_units, stale_fields
+
+    root = Path(args.results) if args.results else None
+    for unit in plan_units(**_reference_plan(args)):
+        folder = unit.folder(root)
+        if not (folder / "bundle.json").is_file():
+            print(f"pending  {unit.name}")
+            continue
+        bundle = load_bundle(folder)
+        stale = stale_fields(bundle)
+        state = f"STALE ({', '.join(stale)})" if stale else "done   "
+        minutes = sum(t or 0 for t in bundle["train_time_s"]) / 60
+        print(f"{state} {unit.name}  {bundle['commit']}  {minutes:.0f} min")
+    return 0
+
+
 def bench(args: argparse.Namespace) -> int:
     from nairstd import bench
 

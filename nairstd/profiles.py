@@ -1,4 +1,5 @@
-"""Run profiles (SPEC §4): `smoke` (plumbing, seconds), `quick` (2-core CPU), `paper` (GPU).
+"""Run profiles (SPEC §4): `smoke` (plumbing, seconds), `quick` (2-core CPU), `reference` (the
+claims' reference budget, hours: `python -m nairstd reference run`), `paper` (GPU).
 
 A `Profile` is the one home of every per-profile setting: the training settings of each stage of
 a single run (`python -m nairstd train --profile ...`), the budget of each comparison, the seeds
@@ -196,6 +197,43 @@ _PROFILE_TABLE = {
         # targets per frame for the shipped na_irstd) understated all 86 (0.77 / 0.79). A
         # resize256 model pays only the resize; the shipped na_irstd's check went from 32 to 113 s
         # (one thread) and 1.1 to 1.9 GB peak RSS.
+        ood_frames={
+            "native": None,
+            "640x512": None,
+            "1920x1080": None,
+            "synthetic-640x512": 8,
+            "synthetic-1920x1080": 4,
+        },
+    ),
+    # The reference budget (issue 21): `quick`'s model and data on 10x its claims budget, 3200
+    # steps = 100 SIRST epochs (two-stage: 800 + 2400, the paper's 1:3), 3 seeds. Run by
+    # `python -m nairstd reference run`, which commits each finished run's result bundle to
+    # results/reference/; REPORT.md's Claims section reads them. Same synthetic sizes as quick,
+    # so its synthetic-nudt is the same data.
+    "reference": Profile(
+        name="reference",
+        claims=Budget(steps=3200, val_every=4),
+        main=Budget(steps=3200, val_every=4),
+        seeds=(0, 1, 2),
+        eval_limit=None,
+        workers=2,
+        bootstrap=2000,
+        claim_sets=("SIRST", "synthetic-nudt"),
+        ablation_sets=("SIRST",),
+        training=dict(
+            size="tiny", batch_size=8, crop_size=None, amp=False, ckpt_every=100, threads=1
+        ),
+        stages={
+            "1": dict(epochs=30, val_every=5),
+            "2": dict(epochs=60, val_every=5, lr_gamma=1e-2),
+            "one": dict(epochs=60, val_every=5, lr_gamma=1e-2),
+        },
+        synthetic_images=400,
+        deep_methods=None,
+        classical_methods=None,
+        latency_iters=10,
+        gap_scope="metrics",
+        retrain_k=False,
         ood_frames={
             "native": None,
             "640x512": None,

@@ -17,7 +17,7 @@ import pandas as pd
 from nairstd.data.hard import HARD_NAME
 from nairstd.data.images import DataError
 from nairstd.data.index import DatasetIndex, find_dataset
-from nairstd.profiles import get_profile
+from nairstd.profiles import Budget, get_profile
 from nairstd.protocols import RESIZE256
 from nairstd.reproduce.common import budget_config, cached_eval, missing_sentence
 from nairstd.reproduce.parallel import EvalSpec, Job, job, run_jobs
@@ -70,13 +70,28 @@ class Trained:
 
 
 def arm_configs(
-    profile: str, arm: str, dataset: str, seed: int, table: str = "claims", **fields: Any
+    profile: str,
+    arm: str,
+    dataset: str,
+    seed: int,
+    table: str = "claims",
+    budget: Budget | None = None,
+    **fields: Any,
 ) -> list[TrainConfig]:
-    """The configs of one arm in training order (two-stage: Stage 1, then Stage 2)."""
+    """The configs of one arm in training order (two-stage: Stage 1, then Stage 2); `budget`
+    replaces the table's budget."""
     a = ARMS[arm]
     label = {"label": a.label} if a.label else {}
     config = budget_config(
-        profile, a.stage, table, model=a.model, dataset=dataset, seed=seed, **label, **fields
+        profile,
+        a.stage,
+        table,
+        budget,
+        model=a.model,
+        dataset=dataset,
+        seed=seed,
+        **label,
+        **fields,
     )
     return [stage1_config_for(config), config] if a.stage == "2" else [config]
 
@@ -156,9 +171,11 @@ def train_arms(
     for dataset in datasets:
         for arm in arms:
             for seed in seeds:
+                # The very configs `plan` trained (with `fields`: a base-size run is read back
+                # as a base-size run, not as the profile's default size).
                 runs = [
                     train(c, data_root=data_root, log=_quiet)
-                    for c in arm_configs(profile, arm, dataset, seed)
+                    for c in arm_configs(profile, arm, dataset, seed, **fields)
                 ]
                 out[(dataset, arm, seed)] = Trained(ARMS[arm].title or arm, runs)
     return out

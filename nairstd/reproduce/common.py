@@ -13,7 +13,7 @@ from typing import Any
 from nairstd.data.images import DataError
 from nairstd.data.index import DatasetIndex, find_dataset
 from nairstd.io import write_json
-from nairstd.profiles import DEFAULT_PROFILE, get_profile
+from nairstd.profiles import DEFAULT_PROFILE, Budget, get_profile
 from nairstd.protocols import RESIZE256
 from nairstd.train import RunResult, evaluate_model, profile_config
 from nairstd.train.config import TrainConfig, config_hash, cpu_threads, profile_threads
@@ -56,17 +56,26 @@ def training_set(preferred: str = "SIRST", data_root: str | None = None) -> str:
     raise DataError("neither SIRST nor the synthetic dataset found: run notebook 01 first")
 
 
-def budget_fields(profile: str, stage: str, table: str = "claims") -> dict[str, Any]:
+def budget_fields(
+    profile: str, stage: str, table: str = "claims", budget: Budget | None = None
+) -> dict[str, Any]:
     """TrainConfig fields of the profile's budget for a table ("claims": Tables I, IV, V and
-    Fig. 7; "main": Table III) and a stage (nairstd.profiles.Budget)."""
+    Fig. 7; "main": Table III) and a stage (nairstd.profiles.Budget); `budget` replaces the
+    table's (e.g. the reference runs' doubled budget)."""
     p = get_profile(profile)
-    return (p.claims if table == "claims" else p.main).fields(stage)
+    if budget is None:
+        budget = p.claims if table == "claims" else p.main
+    return budget.fields(stage)
 
 
-def budget_config(profile: str, stage: str, table: str = "claims", **fields: Any) -> TrainConfig:
-    """A run of a comparison: the profile's settings for `stage` on the table's budget; explicit
-    `fields` (model, dataset, seed, label, ...) win."""
-    return profile_config(profile, stage, **{**budget_fields(profile, stage, table), **fields})
+def budget_config(
+    profile: str, stage: str, table: str = "claims", budget: Budget | None = None, **fields: Any
+) -> TrainConfig:
+    """A run of a comparison: the profile's settings for `stage` on the table's budget (or
+    `budget`); explicit `fields` (model, dataset, seed, label, ...) win."""
+    return profile_config(
+        profile, stage, **{**budget_fields(profile, stage, table, budget), **fields}
+    )
 
 
 def eval_cache(

@@ -58,8 +58,10 @@ def selected_patches(model: nn.Module, scores: Tensor) -> Tensor:
 
 
 # Per-image counts returned by evaluate_loader (result["per_image"]): SPEC §6 numerators and
-# denominators, so any set-level metric can be recomputed on a resample of the images.
+# denominators, so any set-level metric can be recomputed on a resample of the images; "stem"
+# names each image, so two arms are paired by name, not by position.
 PER_IMAGE_KEYS = (
+    "stem",
     "intersection",
     "union",
     "fa_pixels",
@@ -140,7 +142,7 @@ def evaluate_loader(
     start = time.perf_counter()
     n_images = 0
     # Per-image counts: the claim intervals resample test images (nairstd.reproduce.claims).
-    per_image: dict[str, list[int]] = {k: [] for k in PER_IMAGE_KEYS}
+    per_image: dict[str, list] = {k: [] for k in PER_IMAGE_KEYS}
     for batch in iterator:
         x = batch["image"].to(device)
         gt = batch["mask"].to(device)
@@ -156,6 +158,7 @@ def evaluate_loader(
             else:
                 logits, patch_logits, selected = fwd(x), None, None
         n_images += len(x)
+        per_image["stem"].extend(batch.get("stem") or [""] * len(x))  # pairs arms by name
         if logits is not None:
             probs = torch.sigmoid(logits.float()).cpu().numpy()[:, 0]
             masks = gt.cpu().numpy()[:, 0] > 0.5
