@@ -18,6 +18,7 @@ from nairstd.io import write_text
 from nairstd.paths import outputs_root, project_root
 from nairstd.profiles import DEFAULT_PROFILE, PROFILES
 from nairstd.reproduce.claims import claims_markdown
+from nairstd.reproduce.reference_report import reference_section
 
 
 def git_commit() -> str:
@@ -96,7 +97,7 @@ def write_report(profile: str, times: dict[str, float], out: Path | None = None)
         f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- machine: {machine()}",
         "",
-        *claims_markdown(out),
+        *claims_markdown(out, profile, *reference_section(out)),
         *operating_markdown(out),
         "## Notebooks",
         "",

@@ -17,6 +17,7 @@ from nairstd.reproduce import ablation_tables, arms, claims, main_tables
 from nairstd.reproduce.common import budget_config
 from nairstd.tables import mean_std_cells, over_seeds
 from nairstd.train import train
+from nairstd.train.sampling import planned_steps
 from nairstd.train.stages import injection_gammas, param_groups
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -25,31 +26,29 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 # --------------------------------------------------------------------------------------------------
 # One budget per table
 # --------------------------------------------------------------------------------------------------
-def _optimiser_steps(config, steps_per_epoch: int = 32) -> int:
-    """Steps a config trains for on a train split of `steps_per_epoch` batches (loop.py's rule)."""
-    total = config.epochs * steps_per_epoch
-    return min(total, config.max_steps) if config.max_steps else total
-
-
-def _arm_total(profile: str, arm: str, table: str = "claims") -> tuple[int, list]:
+def _arm_total(profile: str, arm: str, n_train: int, table: str = "claims") -> tuple[int, list]:
+    """Optimiser steps of every stage of an arm on a train split of `n_train` images, by the
+    training loop's own rule (nairstd.train.sampling.planned_steps)."""
     configs = arms.arm_configs(profile, arm, "SIRST", seed=0, table=table)
-    return sum(_optimiser_steps(c) for c in configs), configs
+    return sum(planned_steps(c, n_train)[1] for c in configs), configs
 
 
 TABLE_ARMS = {
     "Table I": ["detector", "detector_ds2"],
     "Table IV": list(ablation_tables.BRANCH_ARMS),
     "Table V": list(ablation_tables.STAGE_ARMS),
+    "Fig. 7": ["stage1_soft", "stage1_hard"],  # Stage 1 of the two-stage budget
 }
 
 
+@pytest.mark.parametrize("n_train", [100, 256, 1001])
 @pytest.mark.parametrize("profile", PROFILES)
 @pytest.mark.parametrize("table", list(TABLE_ARMS))
-def test_every_arm_of_a_claim_table_gets_the_same_budget(profile, table):
+def test_every_arm_of_a_claim_table_gets_the_same_budget(profile, table, n_train):
     budget = get_profile(profile).claims
     totals = {}
     for arm in TABLE_ARMS[table]:
-        total, configs = _arm_total(profile, arm)
+        total, configs = _arm_total(profile, arm, n_train)
         totals[arm] = total
         for c in configs:  # the paper's protocol: one image size and batch, whole images
             assert (c.image_size, c.batch_size) == (budget.image_size, budget.batch_size)
@@ -57,16 +56,21 @@ def test_every_arm_of_a_claim_table_gets_the_same_budget(profile, table):
             assert c.protocol == "resize256"
     assert len(set(totals.values())) == 1, totals
     if budget.steps is not None:
-        assert set(totals.values()) == {budget.steps}
+        expected = budget.stage_share("1") if table == "Fig. 7" else budget.steps
+        assert set(totals.values()) == {expected}
+    else:  # an epoch budget: epochs x whole batches of this train split
+        per_epoch = max(1, n_train // budget.batch_size)
+        epochs = budget.stage_share("1") if table == "Fig. 7" else budget.total
+        assert set(totals.values()) == {epochs * per_epoch}
 
 
 def test_two_stage_runs_split_the_budget_and_find_their_stage1():
-    total, (s1, s2) = _arm_total("quick", "two_stage_soft")
+    total, (s1, s2) = _arm_total("quick", "two_stage_soft", 256)
     assert (s1.stage, s2.stage) == ("1", "2")
     assert (s1.max_steps, s2.max_steps) == (80, 240) and total == 320
     assert s1.label == s2.label == "soft"
     # Stage 2 looks its Stage 1 up by config: the same one notebook 03 trains.
-    _, (stage1_arm,) = _arm_total("quick", "stage1_soft")
+    _, (stage1_arm,) = _arm_total("quick", "stage1_soft", 256)
     assert stage1_arm.hashed_fields() == s1.hashed_fields()
 
 
@@ -78,7 +82,7 @@ def test_table3_gives_every_deep_method_the_same_budget(profile):
             configs = arms.arm_configs(profile, "two_stage_soft", "SIRST", 0, table="main")
         else:
             configs = [budget_config(profile, "one", "main", model=name, dataset="SIRST")]
-        steps[name] = sum(_optimiser_steps(c) for c in configs)
+        steps[name] = sum(planned_steps(c, 256)[1] for c in configs)
         assert all(c.loss == "paper" for c in configs)  # each method's own loss by default
     assert len(set(steps.values())) == 1, steps
 
@@ -122,19 +126,76 @@ def test_paired_effect_verdicts():
     union = rng.integers(20, 40, 50)
     worse = _per_image(union // 2, union)
     better = _per_image(union // 2 + 5, union)  # 5 more pixels on every image
-    up = claims.paired_effect([better, better], [worse, worse], "IoU", 300)
+    up = claims.paired_effect([better] * 3, [worse] * 3, "IoU", 300)
     exact = 100 * (better["intersection"].sum() - worse["intersection"].sum()) / union.sum()
     assert up.effect == pytest.approx(exact)
     assert 0 < up.low <= up.effect <= up.high
-    assert up.verdict == claims.REPRODUCED and up.seeds_agreeing == 2
-    down = claims.paired_effect([worse], [better], "IoU", 300)
+    assert up.verdict == claims.REPRODUCED and up.seeds_agreeing == 3
+    down = claims.paired_effect([worse] * 3, [better] * 3, "IoU", 300)
     assert down.verdict == claims.NOT_REPRODUCED
-    same = claims.paired_effect([worse], [worse], "IoU", 300)
+    same = claims.paired_effect([worse] * 3, [worse] * 3, "IoU", 300)
     assert same.effect == 0 and same.verdict == claims.INCONCLUSIVE
-    # one seed each way: a noisy difference whose interval straddles 0
-    noisy = _per_image(union // 2 + rng.integers(-3, 4, 50), union)
-    mixed = claims.paired_effect([noisy], [worse], "IoU", 300)
-    assert mixed.low < mixed.effect < mixed.high
+
+
+def test_an_interval_that_straddles_zero_is_inconclusive():
+    # +4 px on half the images, -4 px on the other half: effect exactly 0, both signs sampled.
+    union = np.full(40, 30)
+    worse = _per_image(np.full(40, 15), union)
+    noisy = _per_image(15 + np.tile([4, -4], 20), union)
+    mixed = claims.paired_effect([noisy] * 3, [worse] * 3, "IoU", 400)
+    assert mixed.effect == pytest.approx(0.0)
+    assert mixed.low < 0 < mixed.high
+    assert mixed.verdict == claims.INCONCLUSIVE
+
+
+def test_one_seed_of_three_carrying_the_whole_effect_is_not_reproduced():
+    """Seeds 1 and 2 equal the other arm; seed 0 is +5 px on every image (+16.6 IoU). The
+    image-only bootstrap read this as reproduced (every image resample keeps seed 0); resampling
+    the seeds leaves it out in (2/3)^3 = 30 % of the resamples, so the interval reaches 0."""
+    union = np.random.default_rng(2).integers(20, 40, 50)
+    worse = _per_image(union // 2, union)
+    better = _per_image(union // 2 + 5, union)
+    e = claims.paired_effect([better, worse, worse], [worse, worse, worse], "IoU", 1000)
+    seed0 = 100 * 5 * 50 / union.sum()
+    assert e.per_seed == pytest.approx([seed0, 0.0, 0.0])
+    assert e.effect == pytest.approx(seed0 / 3)
+    assert e.low == pytest.approx(0.0, abs=1e-9)  # the 2.5th percentile: no seed-0 draw
+    assert e.high > e.effect
+    assert e.verdict == claims.INCONCLUSIVE and e.seeds_agreeing == 1
+
+
+def test_fewer_than_three_seeds_is_inconclusive_whatever_the_interval():
+    union = np.full(30, 30)
+    worse = _per_image(np.full(30, 10), union)
+    better = _per_image(np.full(30, 20), union)
+    two = claims.paired_effect([better] * 2, [worse] * 2, "IoU", 200)
+    assert two.low > 0 and two.verdict == claims.INCONCLUSIVE
+    assert "2 seed(s)" in two.reason and "2 seed(s)" in claims.format_effect(two)
+
+
+def test_undefined_resamples_are_counted_not_dropped():
+    # One image of 20 holds the only target: a resample without it has no union (IoU undefined).
+    inter, union = np.zeros(20, int), np.zeros(20, int)
+    inter[0], union[0] = 3, 4
+    a = _per_image(inter, union)
+    b = _per_image(inter * 0, union)
+    e = claims.paired_effect([a] * 3, [b] * 3, "IoU", 500)
+    # P(image 0 not drawn) = (19/20)^20 = 36 %: far above the 1 % tolerated.
+    assert 0.25 * 500 < e.n_undefined < 0.47 * 500
+    assert e.verdict == claims.INCONCLUSIVE and "undefined on" in e.reason
+    # An effect undefined on every image says so instead of "+nan [+nan, +nan]".
+    empty = _per_image(np.zeros(5, int), np.zeros(5, int))
+    none = claims.paired_effect([empty] * 3, [empty] * 3, "IoU", 50)
+    text = claims.format_effect(none)
+    assert "nan" not in text and text.startswith("not computed")
+
+
+def test_arms_are_paired_by_image_name():
+    a = {**_per_image([1, 1], [2, 2]), "stem": ["x", "y"]}
+    b = {**_per_image([1, 1], [2, 2]), "stem": ["x", "z"]}
+    with pytest.raises(ValueError, match="different test images.*'y'.*'z'"):
+        claims.paired_effect([a] * 3, [b] * 3)
+    assert claims.paired_effect([a] * 3, [a] * 3).effect == 0
 
 
 def test_paired_effect_needs_matching_arms():
@@ -148,10 +209,12 @@ def test_paired_effect_needs_matching_arms():
 def test_saturation_effect_is_the_ratio_minus_the_threshold():
     k5 = {"selected_target": [9, 9], "target_patches": [10, 10]}
     k16 = {"selected_target": [10, 10], "target_patches": [10, 10]}
-    e = claims.saturation_effect([k5], [k16], 90.0, 100)
+    e = claims.saturation_effect([k5] * 3, [k16] * 3, 90.0, 100)
     assert e.effect == pytest.approx(0.0)  # 90 % of saturation exactly: inconclusive edge
+    assert e.verdict == claims.INCONCLUSIVE
     k5_low = {"selected_target": [5, 5], "target_patches": [10, 10]}
-    assert claims.saturation_effect([k5_low], [k16], 90.0, 100).verdict == claims.NOT_REPRODUCED
+    low = claims.saturation_effect([k5_low] * 3, [k16] * 3, 90.0, 100)
+    assert low.effect == pytest.approx(-40.0) and low.verdict == claims.NOT_REPRODUCED
 
 
 def test_combined_verdict():
@@ -163,15 +226,33 @@ def test_combined_verdict():
 
 
 def test_claims_round_trip_into_the_report(tmp_path):
-    effect = claims.paired_effect([_per_image([3, 3], [4, 4])], [_per_image([1, 1], [4, 4])])
+    effect = claims.paired_effect(
+        [_per_image([3, 3], [4, 4])] * 3, [_per_image([1, 1], [4, 4])] * 3
+    )
     result = claims.ClaimResult("C9", "A beats B", "TOY", "+1 IoU", [effect], [0], "10 steps")
-    claims.save_claims([result], tmp_path, "C9")
+    claims.save_claims([result], tmp_path, "C9", "quick")
     saved = json.loads((tmp_path / "claims" / "C9.json").read_text())
     assert saved[0]["verdict"] == effect.verdict and saved[0]["rule"] == claims.RULE
-    text = "\n".join(claims.claims_markdown(tmp_path))
+    assert saved[0]["profile"] == "quick" and saved[0]["commit"]
+    text = "\n".join(claims.claims_markdown(tmp_path, "quick"))
     assert "**C9**" in text and "+50.00" in text and "10 steps" in text
     rows = claims.verdict_rows([result])
     assert rows[-1]["comparison"] == "claim verdict"
+
+
+def test_claims_of_another_profile_do_not_reach_the_report(tmp_path):
+    effect = claims.paired_effect(
+        [_per_image([3, 3], [4, 4])] * 3, [_per_image([1, 1], [4, 4])] * 3
+    )
+    old = claims.ClaimResult("C9", "A beats B", "TOY", "+1 IoU", [effect], [0], "4 steps")
+    claims.save_claims([old], tmp_path, "C9", "smoke")
+    text = "\n".join(claims.claims_markdown(tmp_path, "quick"))
+    assert "+50.00" not in text and "not computed" in text
+    assert "Left out (made by another profile): C9 (profile smoke" in text
+    # A file written before claims were stamped (no profile) is left out too.
+    unstamped = {**old.to_dict(), "claim": "C8"}
+    (tmp_path / "claims" / "C8.json").write_text(json.dumps([unstamped]))
+    assert "C8 (profile unrecorded" in "\n".join(claims.claims_markdown(tmp_path, "quick"))
 
 
 def test_paper_effect_reads_the_reported_table():

@@ -221,7 +221,7 @@ def write_claim_table(
 ) -> tuple[Path, Path]:
     """The table (mean ± std) and, beside it, `<name>_claim.md` with the verdict rows."""
     claim = results[0].claim if results else "?"
-    save_claims(results, Path(out_dir).parent, claim)
+    save_claims(results, Path(out_dir).parent, claim, profile)
     verdicts = pd.DataFrame(verdict_rows(results))
     write_table(
         verdicts, out_dir, f"{name}_claim_{claim.lower()}", f"Claim {claim} - verdict", [RULE]

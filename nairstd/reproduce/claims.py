@@ -1,17 +1,22 @@
-"""The paper's claims C1-C4, tested on our runs: effect sizes, intervals and a verdict.
+"""The paper's claims C1-C5, tested on our runs: effect sizes, intervals and a verdict.
 
 Rule (written into every claim table and REPORT.md):
-  effect  = mean over seeds of [metric(A, seed s) - metric(B, seed s)] on the same test images,
-            where A is the arm the paper says is better and metric is a set-level metric
-            (IoU = sum of intersections / sum of unions, SPEC §6; Top-K coverage for C4);
-  interval = 95 % percentile bootstrap over test images: the images are resampled with
-            replacement (the same resample for every arm and seed) and the effect recomputed;
+  effect  = mean over seeds of [metric(A, seed s) - metric(B, seed s)] on the same test images
+            (paired by image name), where A is the arm the paper says is better and metric is a
+            set-level metric (IoU = sum of intersections / sum of unions, SPEC §6; Top-K
+            coverage for C4);
+  interval = 95 % percentile interval of a hierarchical bootstrap that covers both sources of
+            variation: each resample draws the seeds with replacement, then the test images with
+            replacement (one image resample shared by every arm and seed), and recomputes the
+            effect as the mean over the drawn seeds;
   verdict = "reproduced" when the interval lies above 0 (the paper's direction), "not
-            reproduced" when it lies below 0, "inconclusive" when it contains 0. A claim with
-            several inequalities (C2, C3) is reproduced when all are, not reproduced when any
-            is, inconclusive otherwise.
-The bootstrap captures test-set sampling; seed-to-seed spread is shown beside it (per-seed
-effects and their sign count), and the cells of the claim tables give mean ± std over seeds.
+            reproduced" when it lies below 0, "inconclusive" when it contains 0, when an arm has
+            fewer than MIN_SEEDS seeds, or when the metric is undefined (e.g. no target in the
+            resampled images) on more than 1 % of the resamples. A claim with several
+            inequalities (C2, C3) is reproduced when all are, not reproduced when any is,
+            inconclusive otherwise.
+Because seeds are resampled, an effect that one seed of three carries alone does not read
+"reproduced": about (2/3)^3 = 30 % of the resamples hold no draw of that seed.
 """
 
 from __future__ import annotations
@@ -28,11 +33,15 @@ from nairstd.io import write_json
 
 RULE = (
     "effect = mean over seeds of the paired difference (paper's better arm minus the other) of "
-    "a set-level metric on the same test images; 95% percentile bootstrap interval over test "
-    "images (one resample shared by all arms and seeds); reproduced = interval above 0, "
-    "not reproduced = interval below 0, inconclusive = interval contains 0; a claim with "
-    "several inequalities is reproduced only when all are"
+    "a set-level metric on the same test images, paired by name; 95% interval = percentile "
+    "interval of a hierarchical bootstrap (seeds resampled with replacement, then test images, "
+    "one image resample shared by all arms and seeds); reproduced = interval above 0, "
+    "not reproduced = interval below 0, inconclusive = interval contains 0, fewer than 3 seeds "
+    "per arm, or the metric undefined on over 1% of resamples; a claim with several "
+    "inequalities is reproduced only when all are"
 )
+MIN_SEEDS = 3  # a verdict other than "inconclusive" needs at least this many seeds per arm
+MAX_UNDEFINED = 0.01  # resamples where the metric is undefined (NaN) tolerated in an interval
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 
@@ -80,6 +89,9 @@ class Effect:
     per_seed: list[float] = field(default_factory=list)
     n_images: int = 0
     verdict: str = INCONCLUSIVE
+    n_undefined: int = 0  # bootstrap resamples on which the metric was undefined (NaN)
+    n_boot: int = 0
+    reason: str = ""  # why the verdict is inconclusive regardless of the interval, if so
 
     @property
     def seeds_agreeing(self) -> int:
@@ -87,33 +99,97 @@ class Effect:
 
 
 def _arrays(per_seed: Sequence[PerImage]) -> list[dict[str, np.ndarray]]:
-    return [{k: np.asarray(v, dtype=np.float64) for k, v in p.items()} for p in per_seed]
+    return [
+        {k: np.asarray(v, dtype=np.float64) for k, v in p.items() if k != "stem"} for p in per_seed
+    ]
 
 
 def _n_images(*arms: Sequence[PerImage]) -> int:
-    sizes = {len(next(iter(p.values()))) for arm in arms for p in arm}
+    """The number of test images every arm and seed was scored on; they must be the same
+    images in the same order (checked by name when the counts carry names)."""
+    sizes = {len(next(v for k, v in p.items() if k != "stem")) for arm in arms for p in arm}
     if len(sizes) != 1:
         raise ValueError(f"arms were scored on different numbers of images: {sorted(sizes)}")
+    names = [tuple(p["stem"]) for arm in arms for p in arm if p.get("stem")]
+    if names and any(n != names[0] for n in names):
+        first_diff = next(n for n in names if n != names[0])
+        where = next(i for i, (a, b) in enumerate(zip(names[0], first_diff)) if a != b)
+        raise ValueError(
+            f"arms were scored on different test images: image {where} is "
+            f"{names[0][where]!r} in one and {first_diff[where]!r} in another"
+        )
     return sizes.pop()
 
 
+@dataclass
+class Interval:
+    """What a bootstrap returns: per-seed values on all images, the 95 % interval of their
+    mean, and how many resamples gave an undefined (NaN) value."""
+
+    per_seed: list[float]
+    low: float
+    high: float
+    n_undefined: int
+    n_boot: int
+
+
 def bootstrap_effect(
-    statistic: Callable[[np.ndarray | None], list[float]],
+    statistic: Callable[[np.ndarray | None], Sequence[float]],
     n_images: int,
     n_boot: int = 2000,
     rng_seed: int = 0,
-) -> tuple[list[float], float, float]:
-    """(per-seed values on all images, 95 % interval of their mean) of `statistic(idx)`, which
-    returns one value per seed on the images `idx` (None: all)."""
-    per_seed = statistic(None)
+) -> Interval:
+    """Hierarchical bootstrap of the mean over seeds of `statistic(idx)`, which returns one
+    value per seed on the images `idx` (None: all). Each resample draws the seeds with
+    replacement, then the images (shared by every seed and arm). Resamples with an undefined
+    value are counted, not silently dropped."""
+    per_seed = [float(v) for v in statistic(None)]
+    n_seeds = len(per_seed)
     rng = np.random.default_rng(rng_seed)
-    boots = np.array(
-        [np.mean(statistic(rng.integers(0, n_images, n_images))) for _ in range(n_boot)]
+    boots = np.empty(n_boot)
+    for b in range(n_boot):
+        seeds = rng.integers(0, n_seeds, n_seeds)
+        values = np.asarray(statistic(rng.integers(0, n_images, n_images)), dtype=np.float64)
+        boots[b] = values[seeds].mean()
+    finite = boots[np.isfinite(boots)]
+    n_undefined = int(n_boot - len(finite))
+    if not len(finite):
+        return Interval(per_seed, float("nan"), float("nan"), n_undefined, n_boot)
+    low, high = np.percentile(finite, [2.5, 97.5])
+    return Interval(per_seed, float(low), float(high), n_undefined, n_boot)
+
+
+def _effect(
+    interval: Interval, n_images: int, better: str, worse: str, test_set: str, metric: str
+) -> Effect:
+    """An Effect with its verdict (module docstring), and the reason when the rule forces
+    'inconclusive' whatever the interval."""
+    per_seed = interval.per_seed
+    mean = float(np.mean(per_seed)) if per_seed else float("nan")
+    reason = ""
+    if len(per_seed) < MIN_SEEDS:
+        reason = f"{len(per_seed)} seed(s) per arm, a verdict needs {MIN_SEEDS}"
+    elif not np.isfinite(mean):
+        reason = "metric undefined on the test images"
+    elif interval.n_undefined > MAX_UNDEFINED * interval.n_boot:
+        reason = (
+            f"metric undefined on {interval.n_undefined} of {interval.n_boot} bootstrap resamples"
+        )
+    return Effect(
+        better=better,
+        worse=worse,
+        test_set=test_set,
+        metric=metric,
+        effect=mean,
+        low=interval.low,
+        high=interval.high,
+        per_seed=per_seed,
+        n_images=n_images,
+        verdict=INCONCLUSIVE if reason else verdict(interval.low, interval.high),
+        n_undefined=interval.n_undefined,
+        n_boot=interval.n_boot,
+        reason=reason,
     )
-    boots = boots[np.isfinite(boots)]
-    if not len(boots):
-        return per_seed, float("nan"), float("nan")
-    return per_seed, float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
 
 
 def paired_effect(
@@ -125,7 +201,7 @@ def paired_effect(
     names: tuple[str, str, str] = ("A", "B", "test"),
 ) -> Effect:
     """Effect of A over B (one per-image dict per seed, in the same seed order) with its 95 %
-    bootstrap interval over test images and a verdict (module docstring)."""
+    hierarchical bootstrap interval (seeds, then test images) and a verdict (module docstring)."""
     if len(better) != len(worse) or not better:
         raise ValueError(
             f"need the same number (>= 1) of seeds per arm, got {len(better)}, {len(worse)}"
@@ -138,19 +214,8 @@ def paired_effect(
             set_metric(a, metric, idx) - set_metric(b, metric, idx) for a, b in zip(a_arm, b_arm)
         ]
 
-    per_seed, low, high = bootstrap_effect(statistic, n, n_boot, rng_seed)
-    return Effect(
-        better=names[0],
-        worse=names[1],
-        test_set=names[2],
-        metric=metric,
-        effect=float(np.mean(per_seed)),
-        low=low,
-        high=high,
-        per_seed=[float(d) for d in per_seed],
-        n_images=n,
-        verdict=verdict(low, high),
-    )
+    interval = bootstrap_effect(statistic, n, n_boot, rng_seed)
+    return _effect(interval, n, names[0], names[1], names[2], metric)
 
 
 def saturation_effect(
@@ -173,18 +238,14 @@ def saturation_effect(
         ]
 
     with np.errstate(divide="ignore", invalid="ignore"):
-        per_seed, low, high = bootstrap_effect(statistic, n, n_boot, rng_seed)
-    return Effect(
-        better=f"coverage({names[0]}) / coverage({names[1]}) (%)",
-        worse=f"{threshold:g}",
-        test_set=names[2],
-        metric="coverage ratio",
-        effect=float(np.mean(per_seed)),
-        low=low,
-        high=high,
-        per_seed=[float(d) for d in per_seed],
-        n_images=n,
-        verdict=verdict(low, high),
+        interval = bootstrap_effect(statistic, n, n_boot, rng_seed)
+    return _effect(
+        interval,
+        n,
+        f"coverage({names[0]}) / coverage({names[1]}) (%)",
+        f"{threshold:g}",
+        names[2],
+        "coverage ratio",
     )
 
 
@@ -231,11 +292,15 @@ class ClaimResult:
 
 
 def format_effect(e: Effect) -> str:
-    """'+2.31 [+0.40, +4.10] IoU, 3/3 seeds'"""
-    return (
-        f"{e.effect:+.2f} [{e.low:+.2f}, {e.high:+.2f}] {e.metric} "
+    """'+2.31 [+0.40, +4.10] IoU (A - B; 3/3 seeds > 0)'; an undefined effect says so."""
+    if not np.isfinite(e.effect):
+        return f"not computed: {e.reason or 'metric undefined'} ({e.better} - {e.worse})"
+    interval = f"[{e.low:+.2f}, {e.high:+.2f}]" if np.isfinite(e.low) else "[interval undefined]"
+    text = (
+        f"{e.effect:+.2f} {interval} {e.metric} "
         f"({e.better} - {e.worse}; {e.seeds_agreeing}/{len(e.per_seed)} seeds > 0)"
     )
+    return f"{text}; {e.reason}" if e.reason else text
 
 
 def verdict_rows(results: Sequence[ClaimResult]) -> list[dict[str, Any]]:
@@ -276,46 +341,100 @@ def claims_dir(output_root: Path) -> Path:
     return output_root / "claims"
 
 
-def save_claims(results: Sequence[ClaimResult], output_root: Path, claim: str) -> Path:
-    """outputs/claims/<claim>.json: every test set's result of one claim (REPORT.md reads it)."""
-    return write_json(claims_dir(output_root) / f"{claim}.json", [r.to_dict() for r in results])
+def save_claims(
+    results: Sequence[ClaimResult], output_root: Path, claim: str, profile: str = ""
+) -> Path:
+    """outputs/claims/<claim>.json: every test set's result of one claim (REPORT.md reads it),
+    stamped with the profile and code commit that made it."""
+    from nairstd.report import git_commit
+
+    commit = git_commit()
+    rows = [{**r.to_dict(), "profile": profile, "commit": commit} for r in results]
+    return write_json(claims_dir(output_root) / f"{claim}.json", rows)
 
 
-def load_claims(output_root: Path) -> list[dict[str, Any]]:
+def load_claims(output_root: Path, profile: str | None = None) -> list[dict[str, Any]]:
+    """Saved claim results; with `profile`, only those that profile made (a file left by
+    another profile, or by a run before claims were stamped, is not this run's evidence)."""
     folder = claims_dir(output_root)
     out: list[dict[str, Any]] = []
     for path in sorted(folder.glob("C*.json")):
         out.extend(json.loads(path.read_text()))
+    if profile is not None:
+        out = [r for r in out if r.get("profile") == profile]
     return out
 
 
-def claims_markdown(output_root: Path) -> list[str]:
-    """The Claims section of REPORT.md: one row per claim and test set."""
-    results = load_claims(output_root)
+def left_out_claims(output_root: Path, profile: str) -> list[str]:
+    """'C2 (profile smoke, commit abc)' for each saved claim another profile made."""
+    return sorted(
+        {
+            f"{r['claim']} (profile {r.get('profile') or 'unrecorded'}, commit "
+            f"{r.get('commit') or 'unrecorded'})"
+            for r in load_claims(output_root)
+            if r.get("profile") != profile
+        }
+    )
+
+
+def _cell(r: dict[str, Any] | None) -> tuple[str, str]:
+    """(effects, verdict) cells of one claim row, or 'not computed'."""
+    if r is None:
+        return "not computed", "—"
+    effects = "<br>".join(format_effect(Effect(**e)) for e in r["effects"])
+    marks = r.get("marks") or []
+    verdict_cell = f"**{r['verdict']}**" + "".join(f"<br>{m}" for m in marks)
+    return effects, verdict_cell
+
+
+def claims_markdown(
+    output_root: Path,
+    profile: str | None = None,
+    reference: Sequence[dict[str, Any]] = (),
+    reference_notes: Sequence[str] = (),
+) -> list[str]:
+    """The Claims section of REPORT.md: one row per claim and test set, with two verdict
+    columns: this run's (`profile`) and the reference budget's (from the committed bundles,
+    nairstd.reproduce.reference_report), each with its effect, interval and seeds."""
+    results = load_claims(output_root, profile)
+    label = profile or "this run"
     lines = [
         "## Claims",
         "",
-        "| claim | test set | our effect [95% interval], seeds | paper's effect | verdict |",
-        "|---|---|---|---|---|",
+        f"| claim | test set | {label}: effect [95% interval], seeds | {label} verdict | "
+        "reference: effect [95% interval], seeds | reference verdict | paper's effect |",
+        "|---|---|---|---|---|---|---|",
     ]
-    if not results:
-        return [*lines, "| — | — | not computed (notebooks 02, 03, 06 write them) | — | — |", ""]
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
     for r in results:
-        effects = "<br>".join(format_effect(Effect(**e)) for e in r["effects"])
+        rows.setdefault((r["claim"], r["test_set"]), {})["run"] = r
+    for r in reference:
+        rows.setdefault((r["claim"], r["test_set"]), {})["ref"] = r
+    if not rows:
+        lines.append("| — | — | not computed (notebooks 02, 03, 06 write them) | — | — | — | — |")
+    for (claim, test_set), pair in sorted(rows.items()):
+        any_r = pair.get("run") or pair["ref"]
+        run_effects, run_verdict = _cell(pair.get("run"))
+        ref_effects, ref_verdict = _cell(pair.get("ref"))
         lines.append(
-            f"| **{r['claim']}** {r['statement']} | {r['test_set']} | {effects} | "
-            f"{r['paper_effect']} | **{r['verdict']}** |"
+            f"| **{claim}** {any_r['statement']} | {test_set} | {run_effects} | {run_verdict} | "
+            f"{ref_effects} | {ref_verdict} | {any_r['paper_effect']} |"
         )
-    budgets = sorted({r["budget"] for r in results})
-    seeds = sorted({len(r["seeds"]) for r in results})
-    lines += [
-        "",
-        f"Rule: {RULE}.",
-        "",
-        f"Budget of every run in these comparisons: {'; '.join(budgets)}; seeds per arm: "
-        f"{', '.join(map(str, seeds))}.",
-        "",
-    ]
+    lines += ["", f"Rule: {RULE}.", ""]
+    if results:
+        budgets = sorted({r["budget"] for r in results})
+        seeds = sorted({len(r["seeds"]) for r in results})
+        commits = sorted({r.get("commit") or "unrecorded" for r in results})
+        lines += [
+            f"{label}: every run's budget: {'; '.join(budgets)}; seeds per arm: "
+            f"{', '.join(map(str, seeds))}; claims computed at commit {', '.join(commits)}.",
+            "",
+        ]
+    if profile is not None:
+        others = left_out_claims(output_root, profile)
+        if others:
+            lines += [f"Left out (made by another profile): {'; '.join(others)}.", ""]
+    lines += [*reference_notes]
     return lines
 
 

@@ -17,7 +17,7 @@ from nairstd.profiles import DEFAULT_PROFILE, Budget, get_profile
 from nairstd.protocols import RESIZE256
 from nairstd.train import RunResult, evaluate_model, profile_config
 from nairstd.train.config import TrainConfig, config_hash, cpu_threads, profile_threads
-from nairstd.train.runs import dataset_identity
+from nairstd.train.runs import code_version, dataset_identity
 
 # Where a missing dataset comes from: generated ones name their notebook, real ones their folder.
 MADE_BY = {
@@ -95,6 +95,7 @@ def eval_cache(
         "limit": get_profile(profile).eval_limit,
         "top_k": top_k,
         "scores_only": scores_only,
+        "code": code_version(),  # a cached score made by other training/scoring code is stale
     }
     return run_dir / "evals" / f"{dataset.name}_{split}_{protocol}_{config_hash(key)}.json", key
 

@@ -127,7 +127,7 @@ def claim_c1(
                     budget=p.claims.describe(),
                 )
             )
-    save_claims(results, output_root, "C1")
+    save_claims(results, output_root, "C1", profile)
     return results
 
 

@@ -140,7 +140,7 @@ def claim_c4(
                             "precision": r.get("precision"),
                         }
                     )
-    save_claims(results, Path(out_dir).parent, "C4")
+    save_claims(results, Path(out_dir).parent, "C4", profile)
     table = over_seeds(
         pd.DataFrame(rows), ["trained_on", "dataset", "label", "K"], ["coverage", "precision"]
     )

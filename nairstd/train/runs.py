@@ -9,7 +9,8 @@
     metrics.json  written last, when the run is complete: validation metrics of best.pt
 
 run-id = readable prefix + 8 hex digits of the hash of everything that changes the result
-(the config, the dataset's identity, the Stage-1 run a Stage-2 run starts from), e.g.
+(the config, the dataset's identity, the Stage-1 run a Stage-2 run starts from, and the
+version of the code that trains and scores it: `code_version`), e.g.
 `na_irstd-tiny-s1-soft-SIRST-quick-1a2b3c4d`. The dataset's identity is its resolved root and a
 fingerprint of its files (names and contents of images and masks, contents of the split lists),
 so a changed or different dataset folder never reuses a run trained on other files, while the
@@ -109,10 +110,31 @@ def init_identity(init_from: str | os.PathLike | None) -> str | None:
     return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
+# The package code whose change can change a trained model or its scores: a run (or a cached
+# evaluation) made by other code is not reused. The rest (reports, CLI, plots) is left out.
+CODE_PARTS = ("models", "baselines", "train", "data", "losses.py", "metrics.py", "protocols.py")
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """16 hex digits of the hash of the training and scoring code (CODE_PARTS: file names
+    and contents), computed once per process (about 10 ms)."""
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for part in CODE_PARTS:
+        path = package / part
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+        for f in files:
+            digest.update(str(f.relative_to(package)).encode() + b"\0")
+            digest.update(f.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def run_key(config: TrainConfig, index: DatasetIndex) -> dict[str, Any]:
     key = config.hashed_fields()
     key["dataset"] = dataset_identity(index)
     key["init_from"] = init_identity(config.init_from)
+    key["code"] = code_version()
     return key
 
 

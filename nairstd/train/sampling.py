@@ -15,6 +15,18 @@ from nairstd.protocols import NATIVE
 from nairstd.train.config import TrainConfig
 
 
+def planned_steps(cfg: TrainConfig, samples_per_rank: int, world: int = 1) -> tuple[int, int]:
+    """(steps per epoch, total optimiser steps) of a run whose process sees `samples_per_rank`
+    training samples per epoch: whole batches per epoch (capped by epoch_steps), epochs of
+    them, capped by max_steps."""
+    rank_batch = max(1, cfg.batch_size // world)
+    per_epoch = max(1, samples_per_rank // rank_batch)
+    if cfg.epoch_steps:
+        per_epoch = min(per_epoch, cfg.epoch_steps)
+    total = cfg.epochs * per_epoch
+    return per_epoch, (min(total, cfg.max_steps) if cfg.max_steps else total)
+
+
 class TrainBatches:
     """The train split as per-epoch batches of sample indices, and the run's length in steps."""
 
@@ -47,11 +59,7 @@ class TrainBatches:
             self.dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed
         )
         self.rank_batch = max(1, cfg.batch_size // world)
-        self.steps_per_epoch = max(1, len(self.sampler) // self.rank_batch)
-        if cfg.epoch_steps:
-            self.steps_per_epoch = min(self.steps_per_epoch, cfg.epoch_steps)
-        total = cfg.epochs * self.steps_per_epoch
-        self.total_steps = min(total, cfg.max_steps) if cfg.max_steps else total
+        self.steps_per_epoch, self.total_steps = planned_steps(cfg, len(self.sampler), world)
         self.n_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
 
     def epoch(self, epoch: int) -> list[list[int]]:
