@@ -195,9 +195,11 @@ def run_unit(
     data_root: str | None = None,
     runs_dir: str | None = None,
     device: str | None = None,
+    commit: str | None = None,
 ) -> str:
     """Worker: train (or resume) every stage of `unit`, evaluate it on its test sets, write its
-    bundle atomically. Returns one line saying what happened."""
+    bundle atomically. Returns one line saying what happened. `commit`: the code the worker
+    runs, taken when the runs were launched (HEAD may move while a unit trains)."""
     import warnings
 
     import pandas as pd
@@ -212,7 +214,9 @@ def run_unit(
     warnings.filterwarnings("ignore", category=UserWarning)
     folder = unit.folder(Path(root) if root else None)
     started = datetime.now(UTC).isoformat(timespec="seconds")
-    commit, machine = git_commit(), machine_info()
+    from nairstd.train.runs import code_version
+
+    commit, machine = commit or git_commit(), machine_info()
     configs = unit.configs(device)
     runs, stage_times = [], []
     for config in configs:
@@ -248,6 +252,7 @@ def run_unit(
             "configs": [c.to_dict() for c in configs],
             "run_ids": [r.run_id for r in runs],
             "commit": commit,
+            "code_version": code_version(),  # hash of the training and scoring code
             "machine": machine,
             "threads": configs[-1].threads,
             "dataset": {"name": find_dataset(unit.dataset, data_root).name},
@@ -335,13 +340,14 @@ def run_reference(
     units = plan_units(claims, seeds, doubled, datasets)
     _prepare_data(units, data_root)
     todo = pending(units, root_path)[:limit]
+    commit = git_commit()  # the code the workers load now, whatever HEAD is when a unit starts
     lines = [f"[reference: {len(units)} unit(s) planned, {len(todo)} to run]"]
     print(lines[0], flush=True)
     if not todo:
         return lines
     if workers <= 1:
         for unit in todo:
-            lines.append(run_unit(unit, root, data_root, runs_dir, device))
+            lines.append(run_unit(unit, root, data_root, runs_dir, device, commit))
             print(lines[-1], flush=True)
         return lines
     context = multiprocessing.get_context("spawn")
