@@ -8,7 +8,6 @@ the cross-scale injection at K = top_k versus dense injection of all N patches (
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import statistics
@@ -21,28 +20,12 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from nairstd.malloc import tune_malloc  # noqa: F401  (re-exported: bench.tune_malloc)
 from nairstd.models.na_irstd import NaIRSTD
 from nairstd.models.scoring import k_for, select_top_k
 from nairstd.zoo import build_model
 
 DEFAULT_VARIANTS = ("detector", "detector_ds2", "dense_cnn", "na_irstd")
-
-
-def tune_malloc() -> bool:
-    """Raise glibc's mmap / trim thresholds to 64 / 128 MiB for this process.
-
-    By default glibc returns every freed block above ~128 KiB-32 MiB to the OS and page-faults it
-    back on the next allocation; at native resolution every activation is such a block, and the
-    page faults cost more than the convolutions (measured: na_irstd tiny native branch 7.7 ms ->
-    3.5 ms at batch 1). Returns False where glibc is not available.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    ok = libc.mallopt(m_mmap_threshold, 64 << 20) == 1
-    return ok and libc.mallopt(m_trim_threshold, 128 << 20) == 1
 
 
 def count_flops(fn, *args: Any) -> int:

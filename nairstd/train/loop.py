@@ -27,6 +27,7 @@ import torch
 
 from nairstd.data.index import DatasetIndex, find_dataset
 from nairstd.io import write_json, write_text
+from nairstd.malloc import tune_malloc
 from nairstd.models.traits import has_native_branch, unwrap
 from nairstd.train import ddp
 from nairstd.train.checkpoint import (
@@ -146,6 +147,8 @@ class _Trainer:
     def run(self) -> RunResult:
         cfg = self.cfg
         self.dist, self.device = ddp.setup(resolve_device(cfg.device))
+        if self.device.type == "cpu":
+            tune_malloc()  # 32 MiB activations: keep freed blocks (nairstd.malloc; no maths)
         self.out = Progress(self.say_raw, self.progress, self.dist.is_main)
         self.say = self.out.say
         with cpu_threads(cfg.threads):
