@@ -50,8 +50,10 @@ echo "run_all.sh: profile $profile, data roots: ${NAIRSTD_DATA:-<none>} + data/"
 out=outputs/notebooks
 mkdir -p "$out"
 times="$out/times.json"
-# A resumed run (--from NN > 01) keeps the times of the notebooks it does not rerun.
+# A resumed run (--from NN > 01) keeps the times of the notebooks it does not rerun (and the
+# claims they wrote, stamped with their profile and commit); a full run starts both afresh.
 if [ "$from" = "01" ] || [ ! -f "$times" ]; then echo "{}" > "$times"; fi
+if [ "$from" = "01" ]; then rm -rf outputs/claims; fi
 total_start=$SECONDS
 for notebook in notebooks/[0-9][0-9]_*.ipynb; do
   name="$(basename "$notebook" .ipynb)"

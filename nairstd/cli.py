@@ -1,7 +1,7 @@
 """Command line: `python -m nairstd VERB ...` (also installed as `nairstd`).
 
 Verbs: data stats | data synth | data hard | score | bench | train | eval | predict | ood |
-import-weights | reference run | reference status | profiles.
+import-weights | reference run | reference status | reference throughput | profiles.
 Every bad input (a missing or unreadable file, a bad option value, an unusable checkpoint or
 output folder) prints one line `error: ...` and exits with status 2: option values are checked by
 argparse types, and everything else is turned into that line in one place, `main`. What each
@@ -298,6 +298,21 @@ def build_parser() -> argparse.ArgumentParser:
     ref_run.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
     ref_run.add_argument("--limit", type=positive, help="run at most N pending units")
     ref_run.set_defaults(func=commands.reference_run)
+    ref_tp = ref.add_parser(
+        "throughput",
+        help="training images/s per thread of each claim arm and deep baseline (real loop)",
+        description="Each row trains a few optimiser steps of one arm (reference settings: "
+        "whole 256x256 images, batch 8) in a fresh one-thread process and times the steps "
+        "after a warm-up; --malloc both alternates glibc's default and our tuning.",
+    )
+    ref_tp.add_argument("--models", nargs="+", help="rows (default: every arm stage and baseline)")
+    ref_tp.add_argument("--dataset", default="SIRST", help="training set (default SIRST)")
+    ref_tp.add_argument("--steps", type=positive, default=14, help="optimiser steps per row")
+    ref_tp.add_argument("--warmup", type=non_negative, default=4, help="untimed first steps")
+    ref_tp.add_argument("--malloc", default="on", choices=["on", "off", "both"])
+    ref_tp.add_argument("--repeats", type=positive, default=1, help="measurements per row")
+    ref_tp.add_argument("--json", action="store_true")
+    ref_tp.set_defaults(func=commands.reference_throughput)
     ref_status.set_defaults(func=commands.reference_status)
 
     prof = verbs.add_parser(

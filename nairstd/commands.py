@@ -153,6 +153,21 @@ def reference_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def reference_throughput(args: argparse.Namespace) -> int:
+    from nairstd.reproduce import throughput
+
+    rows_known = [*throughput.ARM_STAGES, *throughput.BASELINES]
+    names = args.models or rows_known
+    unknown = sorted(set(names) - set(rows_known))
+    if unknown:
+        raise ValueError(f"unknown rows {unknown}; choose from {', '.join(rows_known)}")
+    rows = throughput.bench_train(
+        names, args.dataset, args.steps, args.warmup, args.malloc, args.repeats, args.data_root
+    )
+    print(json.dumps(rows, indent=2) if args.json else throughput.format_table(rows))
+    return 0
+
+
 def bench(args: argparse.Namespace) -> int:
     from nairstd import bench
 

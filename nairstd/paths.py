@@ -7,6 +7,7 @@ Data is looked up in the folders of `NAIRSTD_DATA` (os.pathsep-separated; e.g. p
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 
@@ -48,3 +49,17 @@ def data_roots(data_root: str | os.PathLike | None = None) -> list[Path]:
 def outputs_root() -> Path:
     env = os.environ.get("NAIRSTD_OUTPUTS")
     return Path(env).resolve() if env else project_root() / "outputs"
+
+
+def git_commit() -> str:
+    """`git describe --always --dirty` of the checkout ('unknown' outside one)."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(project_root()), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"

@@ -9,29 +9,15 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 from nairstd.io import write_text
-from nairstd.paths import outputs_root, project_root
+from nairstd.paths import git_commit, outputs_root
 from nairstd.profiles import DEFAULT_PROFILE, PROFILES
 from nairstd.reproduce.claims import claims_markdown
 from nairstd.reproduce.reference_report import reference_section
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(project_root()), "describe", "--always", "--dirty"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def machine() -> str:

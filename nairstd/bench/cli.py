@@ -1,10 +1,9 @@
-"""Benchmarks: `python -m nairstd bench model|train|predict|classical|synthetic ...` (also
-`python -m nairstd.bench`).
+"""Benchmarks: `python -m nairstd bench model|predict|classical|synthetic ...` (also
+`python -m nairstd.bench`; training throughput: `python -m nairstd reference throughput`).
 
 `model`: parameters, FLOPs, latency and training throughput per variant (`bench.models`), or with
 `--profile-ops` where the time goes (`bench.ops`); `predict`: eager vs compiled detection
-throughput (`bench.predict`); `train`: training images/s per thread through the real loop
-(`bench.train`); `classical`: seconds per image of each classical method;
+throughput (`bench.predict`); `classical`: seconds per image of each classical method;
 `synthetic`: images/s of the synthetic-data generator.
 """
 
@@ -16,7 +15,6 @@ import json
 import torch
 
 from nairstd.bench import predict as predict_module
-from nairstd.bench import train as train_module
 from nairstd.bench.models import DEFAULT_VARIANTS, bench_models, tune_malloc
 from nairstd.bench.ops import format_profile, profile_ops
 from nairstd.bench.predict import DEFAULT_SIZES, bench_predict, format_rows, parse_size
@@ -111,25 +109,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     q.add_argument("--no-end-to-end", action="store_true", help="forward timings only")
     q.add_argument("--json", action="store_true")
-    t = sub.add_parser(
-        "train",
-        help="training images/s per thread of each claim arm and deep baseline (real loop)",
-        description=train_module.__doc__,
-    )
-    t.add_argument(
-        "--models",
-        nargs="+",
-        default=None,
-        help="rows to measure (default: every claim arm's stage and every deep baseline): "
-        + ", ".join(f"'{n}'" for n in [*train_module.ARM_STAGES, *train_module.BASELINES]),
-    )
-    t.add_argument("--dataset", default="SIRST", help="training set (default SIRST)")
-    t.add_argument("--steps", type=int, default=14, help="optimiser steps per measurement")
-    t.add_argument("--warmup", type=int, default=4, help="untimed first steps")
-    t.add_argument("--malloc", default="on", choices=["on", "off", "both"], help="glibc tuning")
-    t.add_argument("--repeats", type=int, default=1, help="measurements per row")
-    t.add_argument("--data-root", help="extra dataset folder(s)")
-    t.add_argument("--json", action="store_true")
     s = sub.add_parser("synthetic", help="images/s of the synthetic-data generator (one core)")
     s.add_argument("--n", type=int, default=200, help="images to generate")
     c = sub.add_parser("classical", help="seconds per 256x256 image of each classical method")
@@ -138,16 +117,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.what == "predict":
         return _predict(args)
-    if args.what == "train":
-        names = args.models or [*train_module.ARM_STAGES, *train_module.BASELINES]
-        unknown = sorted(set(names) - {*train_module.ARM_STAGES, *train_module.BASELINES})
-        if unknown:
-            parser.error(f"unknown rows {unknown}")
-        rows = train_module.bench_train(
-            names, args.dataset, args.steps, args.warmup, args.malloc, args.repeats, args.data_root
-        )
-        print(json.dumps(rows, indent=2) if args.json else train_module.format_table(rows))
-        return 0
     if args.what == "synthetic":
         from nairstd.bench.synthetic import format_rate, generator_rate
 

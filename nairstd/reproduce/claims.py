@@ -346,7 +346,7 @@ def save_claims(
 ) -> Path:
     """outputs/claims/<claim>.json: every test set's result of one claim (REPORT.md reads it),
     stamped with the profile and code commit that made it."""
-    from nairstd.report import git_commit
+    from nairstd.paths import git_commit
 
     commit = git_commit()
     rows = [{**r.to_dict(), "profile": profile, "commit": commit} for r in results]

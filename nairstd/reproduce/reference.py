@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from nairstd.paths import project_root
+from nairstd.paths import git_commit, project_root
 from nairstd.profiles import Budget, get_profile
 
 PROFILE = "reference"
@@ -121,12 +121,6 @@ def plan_units(
 # --------------------------------------------------------------------------------------------------
 # Provenance
 # --------------------------------------------------------------------------------------------------
-def git_commit() -> str:
-    from nairstd.report import git_commit as describe
-
-    return describe()
-
-
 def machine_info() -> dict[str, Any]:
     """The machine a bundle ran on: CPU model, cores, torch, GPU (verdicts that flip between
     machines must be traceable)."""

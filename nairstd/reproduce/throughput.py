@@ -1,4 +1,4 @@
-"""Training throughput through the real training loop: `python -m nairstd bench train`.
+"""Training throughput through the real loop: `python -m nairstd reference throughput`.
 
 Each measurement trains one arm for a few optimiser steps with `nairstd.train.train` (the data
 pipeline, losses, optimiser, scheduler and checkpoints of a real run, at the reference profile's
