@@ -220,3 +220,29 @@ def test_run_ids_and_eval_cache_change_with_the_training_code(tmp_path, monkeypa
     monkeypatch.setattr(common, "code_version", lambda: "0123456789abcdef")
     after = runs.run_id(config, index), eval_cache(tmp_path, index, "test", "resize256", "smoke")[0]
     assert before[0] != after[0] and before[1] != after[1]
+
+
+def test_throughput_measures_the_real_loop(tmp_path):
+    """`reference throughput`: a fresh one-thread process trains a few steps and times them."""
+    from nairstd.reproduce import throughput
+
+    data = write_toolbox_dataset(tmp_path / "data", "tinyset", n=16, size=(32, 32)).parent
+    (row,) = throughput.bench_train(
+        ["detector_ds2"], "tinyset", steps=4, warmup=1, malloc="off", data_root=str(data)
+    )
+    assert row["model"] == "detector_ds2" and row["steps_timed"] == 2
+    assert row["img_s"] > 0 and row["malloc_tuned"] is False
+    assert "| detector_ds2 |" in throughput.format_table([row])
+    with pytest.raises(ValueError, match="2 timed steps"):
+        throughput.bench_train(["detector"], steps=3, warmup=2)
+
+
+def test_reference_cli_refuses_unknown_rows_and_claims(capsys):
+    from conftest import one_error_line
+
+    from nairstd.cli import main
+
+    assert main(["reference", "throughput", "--models", "nope"]) == 2
+    assert "unknown rows ['nope']" in one_error_line(capsys)
+    assert main(["reference", "status", "--claims", "C9"]) == 2
+    assert "unknown claim 'C9'" in one_error_line(capsys)
