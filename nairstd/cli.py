@@ -147,6 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
         "bce_dice: BCE + Dice for every model",
     )
     train.add_argument(
+        "--optim",
+        choices=["official", "common"],
+        help="official (default): a baseline trains with its authors' optimiser and schedule "
+        "(nairstd/train/recipes.py); common: Adam + cosine, as our models",
+    )
+    train.add_argument(
         "--lr-gamma",
         type=float,
         help="learning rate of the injection scales gamma_l (default: the profile's)",

@@ -222,6 +222,7 @@ def train(args: argparse.Namespace) -> int:
             top_k=args.top_k,
             seed=args.seed,
             loss=args.loss,
+            optim=args.optim,
             lr_gamma=args.lr_gamma,
             scale_min=args.scale[0] if args.scale else None,
             scale_max=args.scale[1] if args.scale else None,

@@ -36,6 +36,7 @@ HASHED_WHEN_SET: dict[str, Any] = {
     "background_p": 0.0,
     "fa_weight": 0.0,
     "frame_stats": False,
+    "optim": "official",
 }
 
 
@@ -83,6 +84,9 @@ class TrainConfig:
     lr_native: float = 1e-4  # Stage 2: native branch (the smaller rate)
     lr_gamma: float | None = None  # injection scales gamma_l (None: their group's lr)
     loss: str = "paper"  # "paper": each method's own loss; "bce_dice": BCE + Dice for every model
+    # "official": a baseline trains with its authors' optimiser and schedule (train/recipes.py);
+    # "common": Adam at lr_main with the cosine schedule, as our models always do.
+    optim: str = "official"
     weight_decay: float = 0.0  # Adam weight decay
     min_lr_ratio: float = 0.01  # cosine schedule floor, as a fraction of each group's lr
     val_every: int = 1  # validate every N epochs (and after the last one)
@@ -110,6 +114,8 @@ class TrainConfig:
             raise ValueError(f"label must be one of {LABELS}, got {self.label!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.optim not in ("official", "common"):
+            raise ValueError(f"optim must be 'official' or 'common', got {self.optim!r}")
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
         self.check_numbers()

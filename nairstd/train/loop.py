@@ -16,7 +16,6 @@ the optimiser, the scheduler and the epoch's running sums travel in the checkpoi
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +40,7 @@ from nairstd.train.checkpoint import (
 from nairstd.train.config import TrainConfig, check_model_fit, cpu_threads
 from nairstd.train.evaluate import evaluate_loader, make_loader
 from nairstd.train.progress import Logger, Progress, epoch_line
+from nairstd.train.recipes import lr_factor, make_optimizer, recipe_for
 from nairstd.train.runs import (
     RunResult,
     dataset_identity,
@@ -61,16 +61,6 @@ from nairstd.train.stages import (
 )
 
 __all__ = ["Stage1Missing", "planned_run_dir", "stage1_config_for", "train"]
-
-
-def cosine_lambda(total_steps: int, min_ratio: float) -> Callable[[int], float]:
-    """lr factor of a step: cosine from 1 down to min_ratio over total_steps."""
-
-    def fn(step: int) -> float:
-        t = min(step, total_steps) / max(1, total_steps)
-        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
-
-    return fn
 
 
 # --------------------------------------------------------------------------------------------------
@@ -162,7 +152,10 @@ class _Trainer:
         self.native = has_native_branch(model)
         groups = self.policy.param_groups(model)
         self.group_names = [g.pop("name") for g in groups]
-        self.optimizer = torch.optim.Adam(groups, weight_decay=cfg.weight_decay)
+        # The authors' optimiser for a baseline under optim="official" (nairstd.train.recipes),
+        # else Adam over the policy's groups.
+        self.recipe = recipe_for(cfg.model, cfg.optim)
+        self.optimizer = make_optimizer(self.recipe, groups, cfg.weight_decay)
         self.use_amp = cfg.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
 
@@ -179,7 +172,7 @@ class _Trainer:
         self.steps_per_epoch = self.data.steps_per_epoch
         self.total_steps = self.data.total_steps
         self.n_epochs = self.data.n_epochs
-        ratios = cosine_lambda(self.total_steps, cfg.min_lr_ratio)
+        ratios = lr_factor(self.recipe, self.total_steps, self.steps_per_epoch, cfg.min_lr_ratio)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, ratios)
         val_bs = max(1, cfg.batch_size)
         self.val_loader = make_loader(
