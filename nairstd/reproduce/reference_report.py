@@ -201,6 +201,16 @@ def reference_notes(current: list[dict], stale: list[dict], figure: str | None) 
         "every arm of a claim has; a claim without bundles for all its arms reads 'not computed'.",
         "",
     ]
+    from nairstd.train.runs import code_version
+
+    older = [b for b in current if b.get("code_version") not in (None, code_version())]
+    if older:
+        lines += [
+            f"{len(older)} current bundle(s) were trained by another version of the training "
+            f"code (its hash differs from today's {code_version()}; their configs match today's, "
+            "so they count; their commits say what changed).",
+            "",
+        ]
     if stale:
         listed = "; ".join(
             f"{b['unit']['dataset']}/{b['unit']['arm']}/seed{b['unit']['seed']}"
