@@ -246,3 +246,16 @@ def test_reference_cli_refuses_unknown_rows_and_claims(capsys):
     assert "unknown rows ['nope']" in one_error_line(capsys)
     assert main(["reference", "status", "--claims", "C9"]) == 2
     assert "unknown claim 'C9'" in one_error_line(capsys)
+
+
+def test_a_field_added_later_at_its_default_does_not_make_a_bundle_stale(tmp_path):
+    """Bundles made before TrainConfig.optim existed (its default keeps the old behaviour) stay
+    current; one whose value differs from the default does not."""
+    _c1_bundles(tmp_path, carried_by_one_seed=False)
+    path = tmp_path / "TOY" / "detector" / "seed0" / "bundle.json"
+    bundle = json.loads(path.read_text())
+    for config in bundle["configs"]:
+        config.pop("optim")
+    assert reference.stale_fields(bundle) == []
+    bundle["configs"][0]["optim"] = "common"
+    assert reference.stale_fields(bundle) == ["optim"]

@@ -147,9 +147,16 @@ def machine_info() -> dict[str, Any]:
 def _comparable(config_dict: dict[str, Any]) -> dict[str, Any]:
     """A config's fields that decide what is trained (not hashed: device, threads, ...; and the
     Stage-1 run path a Stage 2 resolves at run time)."""
-    from nairstd.train.config import NOT_HASHED
+    from nairstd.train.config import HASHED_WHEN_SET, NOT_HASHED
 
-    return {k: v for k, v in config_dict.items() if k not in NOT_HASHED and k != "init_from"}
+    return {
+        k: v
+        for k, v in config_dict.items()
+        if k not in NOT_HASHED
+        and k != "init_from"
+        # A field added after a bundle was made counts only when set, as in run ids.
+        and not (k in HASHED_WHEN_SET and v == HASHED_WHEN_SET[k])
+    }
 
 
 def stale_fields(bundle: dict[str, Any]) -> list[str]:
