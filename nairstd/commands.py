@@ -82,7 +82,9 @@ def score(args: argparse.Namespace) -> int:
     if args.sweep:
         from nairstd.sweep import sweep_folder
 
-        rows = sweep_folder(args.pred, index, stems, args.sweep, protocol=args.protocol)
+        rows = sweep_folder(
+            args.pred, index, stems, args.sweep, protocol=args.protocol, list_file=args.list
+        )
         for r in rows:
             print(
                 f"threshold {r['threshold']:.2f}: Pd {r['Pd']:.2f} | Fa {r['Fa']:.2f} | "

@@ -42,7 +42,7 @@ from nairstd.compiling import compile_model, should_compile
 from nairstd.data.images import IMAGE_EXTENSIONS, DataError, read_image
 from nairstd.data.preprocess import checkpoint_preprocessing
 from nairstd.grid import EIGHT_CONNECTED
-from nairstd.io import save_png, write_text
+from nairstd.io import InputFiles, save_png, write_text
 from nairstd.models.traits import unwrap
 from nairstd.operating import default_checkpoint, operating_point
 from nairstd.probability import (
@@ -152,16 +152,18 @@ def plan_outputs(
 ) -> tuple[list[tuple[Path, Path]], list[tuple[str, str]]]:
     """(input, output PNG) pairs, and failures for inputs whose output would be unsafe: an output
     that is an input file (e.g. scene.tif -> scene.png beside an input scene.png) or that two
-    inputs share. Decided for all inputs before anything is written."""
-    inputs = {f.resolve(): f for f in files}
+    inputs share (nairstd.io.InputFiles: a symlink or hard link to an input counts as that input).
+    Decided for all inputs before anything is written."""
+    inputs = InputFiles(files)
     plan: list[tuple[Path, Path]] = []
     failures: list[tuple[str, str]] = []
     owners: dict[Path, Path] = {}
     for file in files:
         target = out / f"{file.stem}.png"
         key = target.resolve()
-        if key in inputs:
-            what = "this input" if key == file.resolve() else f"the input {inputs[key]}"
+        found = inputs.clash(target)
+        if found is not None:
+            what = "this input" if found == file else f"the input {found}"
             failures.append((str(file), f"{file}: its output {target} would overwrite {what}"))
         elif key in owners:
             failures.append(
@@ -307,6 +309,7 @@ def predict_files(
     out = prepare_output(output_dir)
     files, failures = collect_inputs(inputs)
     plan, unsafe = plan_outputs(files, out)
+    InputFiles(files).refuse(out / "detections.csv")
     if model is not None and should_compile(compile_mode, len(plan), device):
         say(f"compiling the model for {len(plan)} images (--compile {compile_mode})")
         model = compile_model(model)

@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from nairstd.io import save_torch, write_text
+from nairstd.data.images import DataError
+from nairstd.io import InputFiles, save_torch, write_text
 from nairstd.operating import DEFAULT_MODEL, PRETRAINED
 from nairstd.protocols import NATIVE
 from nairstd.sweep import DEFAULT_THRESHOLDS as THRESHOLDS  # 0.05..0.95, steps of 0.05
@@ -194,7 +195,9 @@ def evaluate_at(model, index, split: str, threshold: float) -> dict[str, Any]:
 
 def write_model_card(out_dir: Path = PRETRAINED) -> Path:
     """MODEL_CARD.md from every `<name>.json` export summary in `out_dir`."""
-    infos = [json.loads(p.read_text()) for p in sorted(out_dir.glob("*.json"))]
+    summaries = sorted(out_dir.glob("*.json"))
+    InputFiles(summaries).refuse(out_dir / "MODEL_CARD.md")
+    infos = [json.loads(p.read_text()) for p in summaries]
     lines = [
         "# Shipped models",
         "",
@@ -276,6 +279,19 @@ def _commit() -> str:
         return "unknown"
 
 
+def export_outputs(name: str, out_dir: Path = PRETRAINED) -> list[Path]:
+    """The files `export` writes for model `name`."""
+    return [out_dir / f"{name}.pt", out_dir / f"{name}.json", out_dir / "MODEL_CARD.md"]
+
+
+def export_inputs(run_folder: Path, ckpt: dict[str, Any], index: Any) -> InputFiles:
+    """What `export` reads: the run folder's files, the checkpoint it starts from, the dataset."""
+    run_folder = Path(run_folder)
+    inputs = InputFiles(p for p in run_folder.rglob("*") if p.is_file())
+    inputs.add([ckpt["path"]] + [p for p in [ckpt["config"].get("init_from")] if p])
+    return inputs.add(p for p in Path(index.root).rglob("*") if p.is_file())
+
+
 def export(name: str, run_folder: Path, out_dir: Path = PRETRAINED) -> dict[str, Any]:
     """Choose the threshold on val and write `<out_dir>/<name>.pt` + its `.json` summary."""
     from nairstd.data import find_dataset
@@ -284,6 +300,7 @@ def export(name: str, run_folder: Path, out_dir: Path = PRETRAINED) -> dict[str,
     model, ckpt = load_model(run_folder)
     config = ckpt["config"]
     index = find_dataset(config["dataset"])
+    export_inputs(run_folder, ckpt, index).refuse(*export_outputs(name, out_dir))
     rows = validation_sweep(model, index)
     point = choose_threshold(rows)
     info = {
@@ -336,18 +353,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(PRETRAINED), help="where the weights go")
     parser.add_argument("--card-only", action="store_true", help="rewrite MODEL_CARD.md only")
     args = parser.parse_args(argv)
-    if args.card_only:
-        print(write_model_card(Path(args.out)))
-        return 0
-    for name in args.model:
-        result = train_shipped(name, args.runs)
-        info = export(name, Path(result.run_dir), Path(args.out))
-        print(
-            f"{name}: threshold {info['threshold']} ({info['threshold_rule']}); val "
-            + json.dumps(info["val_at_threshold"]),
-            flush=True,
-        )
-    write_model_card(Path(args.out))
+    try:
+        if args.card_only:
+            print(write_model_card(Path(args.out)))
+            return 0
+        from nairstd.data import find_dataset
+
+        data = find_dataset(FINETUNE["dataset"]).root  # before training: its outputs vs the data
+        dataset_files = InputFiles(p for p in Path(data).rglob("*") if p.is_file())
+        for name in args.model:
+            dataset_files.refuse(*export_outputs(name, Path(args.out)))
+        for name in args.model:
+            result = train_shipped(name, args.runs)
+            info = export(name, Path(result.run_dir), Path(args.out))
+            print(
+                f"{name}: threshold {info['threshold']} ({info['threshold_rule']}); val "
+                + json.dumps(info["val_at_threshold"]),
+                flush=True,
+            )
+        write_model_card(Path(args.out))
+    except (ValueError, DataError) as err:  # bad input: one line, as `python -m nairstd` does
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 
