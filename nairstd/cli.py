@@ -200,7 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--dataset", required=True, help="dataset name or folder")
     ev.add_argument("--split", default="test", help="train, val, test or all (default test)")
-    ev.add_argument("--protocol", default=RESIZE256, choices=PROTOCOLS)
+    ev.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        help="default: the protocol the checkpoint was trained for (nairstd.operating, as "
+        f"predict uses it); {RESIZE256} when it does not say, and for classical methods",
+    )
     ev.add_argument("--batch-size", type=positive, default=8, help="batch size under resize256")
     ev.add_argument("--limit", type=positive, help="first N images only")
     ev.add_argument("--device", default="auto", help="auto (default), cpu, cuda")

@@ -266,18 +266,29 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
+# How `eval` names where its protocol came from (evaluate_checkpoint's protocol_source).
+PROTOCOL_SOURCES = {
+    "option": "",
+    "checkpoint": ", recorded in the checkpoint",
+    "default": ", the default: nothing recorded",
+}
+
+
 def evaluate(args: argparse.Namespace) -> int:
     from nairstd.bench import tune_malloc
     from nairstd.metrics import format_metrics
+    from nairstd.protocols import RESIZE256
     from nairstd.train import evaluate_checkpoint
     from nairstd.train.evaluate import evaluate_classical
     from nairstd.zoo import classical_method
 
     tune_malloc()  # native-resolution activations: keep freed blocks instead of page-faulting
     if classical_method(args.checkpoint) is not None:
+        protocol = args.protocol or RESIZE256  # a training-free method records nothing
         result = evaluate_classical(
-            args.checkpoint, args.dataset, args.split, args.protocol, args.limit, args.data_root
+            args.checkpoint, args.dataset, args.split, protocol, args.limit, args.data_root
         )
+        result["protocol_source"] = "option" if args.protocol else "default"
     else:
         result = evaluate_checkpoint(
             args.checkpoint,
@@ -293,9 +304,10 @@ def evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(_json_safe(result), indent=2))
         return 0
+    why = PROTOCOL_SOURCES[result["protocol_source"]]
     print(
         f"{result['dataset']} {result['split']} ({result['n_images']} images, protocol "
-        f"{result['protocol']}): {format_metrics(result)}"
+        f"{result['protocol']}{why}): {format_metrics(result)}"
     )
     if "coverage" in result:
         print(
