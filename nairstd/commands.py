@@ -197,6 +197,7 @@ def _json_safe(obj):
 
 def train(args: argparse.Namespace) -> int:
     from nairstd.train import profile_config, train
+    from nairstd.train.stages import check_options_apply
 
     overrides = None
     if args.model_args:
@@ -236,6 +237,8 @@ def train(args: argparse.Namespace) -> int:
             amp=False if args.no_amp else None,
             model_overrides=overrides,
         )
+        given = {"lr_gamma": args.lr_gamma, "image_size": args.image_size}
+        check_options_apply(config, {name for name, value in given.items() if value is not None})
         result = train(
             config,
             runs_dir=args.out,
