@@ -348,6 +348,54 @@ def predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def calibrate(args: argparse.Namespace) -> int:
+    """Set a checkpoint's threshold on the user's target-free frames (nairstd.calibrate)."""
+    from nairstd.bench import tune_malloc
+    from nairstd.calibrate import calibrate as run
+
+    tune_malloc()  # native-resolution activations: keep freed blocks instead of page-faulting
+    result = run(
+        args.checkpoint,
+        args.background,
+        args.out,
+        args.max_false_per_frame,
+        protocol=args.protocol,
+        tile=args.tile,
+        holdout=args.holdout,
+        seed=args.seed,
+        device=args.device,
+        log=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    for line in result.warnings:
+        print(f"warning: {line}", file=sys.stderr)
+    cal = result.calibration
+    if args.json:
+        print(json.dumps(_json_safe(cal), indent=2))
+        return 0
+    before = [r for r in cal["curve"] if r["threshold"] == cal["source_threshold"]]
+    was = (
+        f"; at the checkpoint's own threshold {cal['source_threshold']}: "
+        f"{before[0]['false_per_frame']:.3f}"
+        if before
+        else ""
+    )
+    print(
+        f"{cal['frames']} target-free frames (protocol {cal['protocol']}, tile {cal['tile']}): "
+        f"threshold {result.threshold} keeps {cal['false_per_frame']:.3f} false targets per "
+        f"frame (budget {cal['max_false_per_frame']}){was}"
+    )
+    held = cal["holdout"]
+    if held:
+        print(
+            f"held out {held['frames']} frames (seed {held['seed']}): "
+            f"{held['false_per_frame']:.3f} false targets per frame at {result.threshold}"
+        )
+    for note in result.notes:
+        print(note)
+    print(f"-> {result.out} (from {cal['source_checkpoint']}, sha256 {cal['source_sha256'][:12]})")
+    return 0
+
+
 def ood(args: argparse.Namespace) -> int:
     """The out-of-distribution check (nairstd.ood) of one model."""
     import math

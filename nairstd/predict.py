@@ -6,7 +6,8 @@
 For every input image (any size, 8/16-bit, grey or colour) a PNG with the same stem and the same
 size as the input, holding the target probability x 255, plus `detections.csv` with one row per
 detected target (8-connected component of probability > the threshold: the checkpoint's
-operating threshold, else 0.5): image, target id, centroid x and y
+operating threshold, else 0.5; a checkpoint from `calibrate` carries one set on the user's own
+target-free frames, and predict says so): image, target id, centroid x and y
 (pixels, x = column), area (px) and peak probability.
 
 Protocols (default: the one the checkpoint was trained for, native when it does not say;
@@ -44,7 +45,7 @@ from nairstd.data.preprocess import checkpoint_preprocessing
 from nairstd.grid import EIGHT_CONNECTED
 from nairstd.io import InputFiles, save_png, write_text
 from nairstd.models.traits import unwrap
-from nairstd.operating import default_checkpoint, operating_point
+from nairstd.operating import calibration_note, default_checkpoint, operating_point
 from nairstd.probability import (
     TILE,
     classical_probability,
@@ -94,13 +95,19 @@ def collect_inputs(inputs: Iterable[str | os.PathLike]) -> tuple[list[Path], lis
     return files, failures
 
 
+def detection_labels(prob: np.ndarray, threshold: float) -> tuple[np.ndarray, int]:
+    """(label map, count) of the detections at `threshold`: the 8-connected components of
+    prob > threshold. The one rule `predict` reports and `calibrate` counts false targets by."""
+    return ndimage.label(prob > threshold, structure=EIGHT_CONNECTED)
+
+
 def detections(prob: np.ndarray, image_name: str, threshold: float = 0.5) -> list[dict]:
     """One row per 8-connected component of prob > threshold (centroid = mean row/col).
 
     Each object is measured inside its bounding box, so memory stays at one label map however
     large the image or the objects (whole-image index arrays would cost 16 bytes a pixel).
     """
-    labels, n = ndimage.label(prob > threshold, structure=EIGHT_CONNECTED)
+    labels, n = detection_labels(prob, threshold)
     rows = []
     for i, box in enumerate(ndimage.find_objects(labels)):
         if box is None:
@@ -305,11 +312,14 @@ def predict_files(
         model, ckpt = load_model(checkpoint, device)
         prep = checkpoint_preprocessing(ckpt)  # e.g. imported peer weights: /255 at 256x256
         size = int(prep["input_size"] or size)
+    note = calibration_note(ckpt, protocol, threshold)
     protocol, threshold = operating_point(ckpt, protocol, threshold)
     out = prepare_output(output_dir)
     files, failures = collect_inputs(inputs)
     plan, unsafe = plan_outputs(files, out)
     InputFiles(files).refuse(out / "detections.csv")
+    if note:
+        say(note)
     if model is not None and should_compile(compile_mode, len(plan), device):
         say(f"compiling the model for {len(plan)} images (--compile {compile_mode})")
         model = compile_model(model)

@@ -332,6 +332,8 @@ def export(name: str, run_folder: Path, out_dir: Path = PRETRAINED) -> dict[str,
         metrics={
             "val": ckpt.get("metrics", {}).get("val"),
             "val_at_threshold": info["val_at_threshold"],
+            # Pd at every threshold: `calibrate` warns when a user's budget costs val Pd.
+            "val_sweep": rows,
         },
     )
     # Measured once here and written into the card (test is reported, never used to choose).
