@@ -390,6 +390,10 @@ def calibrate(args: argparse.Namespace) -> int:
             f"held out {held['frames']} frames (seed {held['seed']}): "
             f"{held['false_per_frame']:.3f} false targets per frame at {result.threshold}"
         )
+    worst = cal["most_false_targets"]
+    if worst:
+        listed = ", ".join(f"{w['frame']} {w['false_targets']}" for w in worst)
+        print(f"most false targets at {result.threshold}: {listed}")
     for note in result.notes:
         print(note)
     print(f"-> {result.out} (from {cal['source_checkpoint']}, sha256 {cal['source_sha256'][:12]})")

@@ -123,6 +123,24 @@ def test_lowest_threshold_within_the_budget_by_hand(tmp_path, identity, budget, 
         assert torch.equal(ckpt["state_dict"][key], value), key
 
 
+def test_held_out_frames_over_the_budget_warn(tmp_path, identity, capsys):
+    """Seed 0 holds out a.png and c.png (split_holdout(4, 0.5, 0)): b.png and d.png alone meet
+    0.5 false targets per frame from 0.08 (b's one blob), where a and c raise 2 and 3."""
+    assert cal.split_holdout(4, 0.5, seed=0) == ([1, 3], [0, 2])
+    frames = write_frames(tmp_path / "empty")
+    source = write_tiny_checkpoint(tmp_path / "src.pt", top_k=3)
+    args = ["calibrate", "--checkpoint", str(source), "--background", str(frames), "--out"]
+    assert main([*args, str(tmp_path / "c.pt"), "--max-false-per-frame", "0.5", "--holdout", "0.5"]) == 0  # fmt: skip
+    captured = capsys.readouterr()
+    warnings = [line for line in captured.err.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1 and "2 held-out frames raise 2.500" in warnings[0]
+    assert "held out 2 frames (seed 0): 2.500 false targets per frame at 0.08" in captured.out
+    assert "most false targets at 0.08: c.png 3, a.png 2, b.png 1" in captured.out
+    record = read_checkpoint(tmp_path / "c.pt")["calibration"]
+    assert record["frame_names"] == ["b.png", "d.png"] and record["false_per_frame"] == 0.5
+    assert record["holdout"]["frame_names"] == ["a.png", "c.png"]
+
+
 def test_no_threshold_meets_the_budget(tmp_path, identity, capsys):
     frames = {"hot.png": [(255, (3, 3))], "cold.png": []}  # probability 1.0 passes 0.99
     write_frames(tmp_path / "empty", frames)
