@@ -97,7 +97,8 @@ def collect_inputs(inputs: Iterable[str | os.PathLike]) -> tuple[list[Path], lis
 
 def detection_labels(prob: np.ndarray, threshold: float) -> tuple[np.ndarray, int]:
     """(label map, count) of the detections at `threshold`: the 8-connected components of
-    prob > threshold. The one rule `predict` reports and `calibrate` counts false targets by."""
+    prob > threshold. The rule `predict` reports by; `calibrate` counts false targets by it
+    (nairstd.calibrate.component_counts, checked equal in tests/test_calibrate.py)."""
     return ndimage.label(prob > threshold, structure=EIGHT_CONNECTED)
 
 
