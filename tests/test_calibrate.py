@@ -180,6 +180,31 @@ def test_warns_when_the_budget_costs_validation_pd(tmp_path, identity, capsys):
     assert "warning:" not in captured.err and "records no validation Pd" in captured.out
 
 
+@pytest.mark.parametrize(
+    "extra, expect",
+    [
+        (["--max-false-per-frame", "-0.1"], "--max-false-per-frame must be a number >= 0"),
+        (["--max-false-per-frame", "nan"], "--max-false-per-frame must be a number >= 0"),
+        (["--holdout", "1.0"], "--holdout must lie in 0..1"),
+        (["--background", "EMPTY"], "no image files in this folder"),
+        (["--checkpoint", "tophat"], "a classical method has no checkpoint"),
+        (["--background", "BROKEN"], "broken.png"),
+    ],
+)
+def test_bad_calibrate_input_one_error_line(tmp_path, capsys, extra, expect):
+    frames = write_frames(tmp_path / "empty")
+    (tmp_path / "nothing").mkdir()
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "broken.png").write_bytes(b"\x89PNG not really")
+    source = write_tiny_checkpoint(tmp_path / "src.pt", top_k=3)
+    places = {"EMPTY": str(tmp_path / "nothing"), "BROKEN": str(tmp_path / "bad")}
+    extra = [places.get(x, x) for x in extra]
+    args = ["calibrate", "--checkpoint", str(source), "--background", str(frames)]
+    assert main([*args, "--out", str(tmp_path / "c.pt"), "--device", "cpu", *extra]) == 2
+    assert expect in one_error_line(capsys)
+    assert not (tmp_path / "c.pt").exists()
+
+
 @pytest.mark.parametrize("victim", ["checkpoint", "frame"])
 def test_calibrate_never_writes_over_an_input(tmp_path, capsys, victim):
     frames = write_frames(tmp_path / "empty")
