@@ -13,15 +13,16 @@ How: the model runs once over every frame, as `predict` runs it (nairstd.probabi
 tiling, the checkpoint's preprocessing); each map is reduced at once to its number of detections
 at every threshold of CALIBRATION_THRESHOLDS (`component_counts`: the rule `predict` reports by,
 8-connected components of probability > threshold, nairstd.predict.detection_labels; the tests
-check the counts equal predict's rows), so no map is kept. The threshold is the LOWEST one whose false targets per frame stay within the budget:
-the most sensitive operating point the budget allows. The output is a copy of the checkpoint with
+check the counts equal predict's rows), so no map is kept. The threshold is the LOWEST one whose
+false targets per frame stay within the budget: the most sensitive operating point the budget
+allows. The output is a copy of the checkpoint with
 that `threshold`, the `protocol` it was measured under and the evidence under `calibration`
 (frames, their names and hash, the curve, the budget, the date, the source's SHA-256, held-out
 frames, the frames with the most false targets); `predict` uses it and says so.
 
 False alarms concentrate in a few frames (measured: one of 85 SIRST val frames enlarged to
-640x512 raised 18 of the 49 false targets the shipped model made at 0.37), so a threshold set on a few
-frames may not hold on others: `--holdout` checks it on frames kept aside and warns when they
+640x512 raised 18 of the 49 false targets the shipped model made at 0.37), so a threshold set on
+a few frames may not hold on others: `--holdout` checks it on frames kept aside and warns when they
 exceed the budget.
 
 When no threshold meets the budget, nothing is written (an error says the fewest false targets
@@ -276,8 +277,8 @@ def calibrate(
         raise ValueError(
             f"no threshold in {thresholds[0]}..{thresholds[-1]} keeps the false targets per frame "
             f"within {max_false_per_frame} on these {len(calib)} frames (fewest: "
-            f"{values[fewest]:.3f}, from threshold {thresholds[fewest]}); nothing written. Check that the "
-            "frames hold no target, or raise --max-false-per-frame"
+            f"{values[fewest]:.3f}, from threshold {thresholds[fewest]}); nothing written. "
+            "Check that the frames hold no target, or raise --max-false-per-frame"
         )
     threshold = float(thresholds[best])
     names = [files[i].name for i in calib]

@@ -208,9 +208,10 @@ def resolve_threads(n: int | None) -> int | None:
 def check_model_fit(config: TrainConfig) -> None:
     """ValueError unless the model builds with the config's overrides, image_size (resize256)
     is at least the multiple the model pads its input to (`pad_multiple`: 32 for the detector and
-    na_irstd, 64 for detector_ds2, 8-32 for the baselines but rpcanet's 1) and, for models with a native branch,
-    image_size is a multiple of the patch size P and 1 <= K <= N = (size / P)^2 (N of the
-    resize256 input; native images vary in size and K is capped at their N)."""
+    na_irstd, 64 for detector_ds2, 8-32 for the baselines but rpcanet's 1; smaller, the image is
+    mostly zero padding) and, for models with a native branch, image_size is a multiple of the
+    patch size P and 1 <= K <= N = (size / P)^2 (N of the resize256 input; native images vary in
+    size and K is capped at their N)."""
     from nairstd.models.traits import pad_multiple
     from nairstd.zoo import build_model
 
