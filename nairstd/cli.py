@@ -1,7 +1,7 @@
 """Command line: `python -m nairstd VERB ...` (also installed as `nairstd`).
 
-Verbs: data stats | data synth | data hard | score | bench | train | eval | predict | ood |
-import-weights | reference run | reference status | reference throughput | profiles.
+Verbs: data stats | data synth | data hard | score | bench | train | eval | predict | calibrate |
+ood | import-weights | reference run | reference status | reference throughput | profiles.
 Every bad input (a missing or unreadable file, a bad option value, an unusable checkpoint or
 output folder) prints one line `error: ...` and exits with status 2: option values are checked by
 argparse types, and everything else is turned into that line in one place, `main`. What each
@@ -206,7 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--dataset", required=True, help="dataset name or folder")
     ev.add_argument("--split", default="test", help="train, val, test or all (default test)")
-    ev.add_argument("--protocol", default=RESIZE256, choices=PROTOCOLS)
+    ev.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        help="default: the protocol the checkpoint was trained for (nairstd.operating, as "
+        f"predict uses it); {RESIZE256} when it does not say, and for classical methods",
+    )
     ev.add_argument("--batch-size", type=positive, default=8, help="batch size under resize256")
     ev.add_argument("--limit", type=positive, help="first N images only")
     ev.add_argument("--device", default="auto", help="auto (default), cpu, cuda")
@@ -249,6 +254,50 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pred.add_argument("--compile", default="auto", choices=COMPILE_CHOICES, help=COMPILE_HELP)
     pred.set_defaults(func=commands.predict)
+
+    cal = verbs.add_parser(
+        "calibrate",
+        help="set a checkpoint's threshold on your own target-free frames (false-alarm budget)",
+        description="Run the model once over frames from your sensor that hold no target, count "
+        "the detections predict would report at every threshold 0.05..0.99, and write a copy of "
+        "the checkpoint whose threshold is the lowest one keeping the false targets per frame "
+        "within the budget, with the evidence (nairstd.calibrate). predict --checkpoint OUT "
+        "then uses it. Nothing is written when no threshold meets the budget.",
+    )
+    cal.add_argument(
+        "--checkpoint",
+        help="checkpoint file or run folder (default: the shipped na_irstd, as predict)",
+    )
+    cal.add_argument(
+        "--background",
+        required=True,
+        nargs="+",
+        help="target-free frames: image files and/or folders (any image predict reads)",
+    )
+    cal.add_argument(
+        "--max-false-per-frame",
+        type=float,
+        default=0.2,
+        help="budget: false targets per target-free frame (default 0.2)",
+    )
+    cal.add_argument("--out", required=True, help="the calibrated checkpoint to write")
+    cal.add_argument("--protocol", choices=PROTOCOLS, help="default: the checkpoint's")
+    cal.add_argument(
+        "--tile",
+        type=non_negative,
+        help="as predict --tile (default 1024; predict with the same value)",
+    )
+    cal.add_argument(
+        "--holdout",
+        type=float,
+        default=0.0,
+        help="fraction of the frames held out (seeded) to check the chosen threshold on "
+        "(default 0: none)",
+    )
+    cal.add_argument("--seed", type=int, default=0, help="seed of the held-out draw (default 0)")
+    cal.add_argument("--device", default="auto", help="auto (default), cpu, cuda")
+    cal.add_argument("--json", action="store_true", help="print the recorded evidence as JSON")
+    cal.set_defaults(func=commands.calibrate)
 
     imp = verbs.add_parser(
         "import-weights",
@@ -358,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = lambda message, category, *a, **k: f"warning: {message}\n"
     try:
         threads = env_threads()
-        if threads is not None and args.verb in ("eval", "predict", "bench"):
+        if threads is not None and args.verb in ("eval", "predict", "bench", "calibrate"):
             import torch
 
             # Same override the training runs honour (0: torch's default).

@@ -82,7 +82,9 @@ def score(args: argparse.Namespace) -> int:
     if args.sweep:
         from nairstd.sweep import sweep_folder
 
-        rows = sweep_folder(args.pred, index, stems, args.sweep, protocol=args.protocol)
+        rows = sweep_folder(
+            args.pred, index, stems, args.sweep, protocol=args.protocol, list_file=args.list
+        )
         for r in rows:
             print(
                 f"threshold {r['threshold']:.2f}: Pd {r['Pd']:.2f} | Fa {r['Fa']:.2f} | "
@@ -195,6 +197,7 @@ def _json_safe(obj):
 
 def train(args: argparse.Namespace) -> int:
     from nairstd.train import profile_config, train
+    from nairstd.train.stages import check_options_apply
 
     overrides = None
     if args.model_args:
@@ -235,6 +238,8 @@ def train(args: argparse.Namespace) -> int:
             amp=False if args.no_amp else None,
             model_overrides=overrides,
         )
+        given = {"lr_gamma": args.lr_gamma, "image_size": args.image_size}
+        check_options_apply(config, {name for name, value in given.items() if value is not None})
         result = train(
             config,
             runs_dir=args.out,
@@ -265,18 +270,29 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
+# How `eval` names where its protocol came from (evaluate_checkpoint's protocol_source).
+PROTOCOL_SOURCES = {
+    "option": "",
+    "checkpoint": ", recorded in the checkpoint",
+    "default": ", the default: nothing recorded",
+}
+
+
 def evaluate(args: argparse.Namespace) -> int:
     from nairstd.bench import tune_malloc
     from nairstd.metrics import format_metrics
+    from nairstd.protocols import RESIZE256
     from nairstd.train import evaluate_checkpoint
     from nairstd.train.evaluate import evaluate_classical
     from nairstd.zoo import classical_method
 
     tune_malloc()  # native-resolution activations: keep freed blocks instead of page-faulting
     if classical_method(args.checkpoint) is not None:
+        protocol = args.protocol or RESIZE256  # a training-free method records nothing
         result = evaluate_classical(
-            args.checkpoint, args.dataset, args.split, args.protocol, args.limit, args.data_root
+            args.checkpoint, args.dataset, args.split, protocol, args.limit, args.data_root
         )
+        result["protocol_source"] = "option" if args.protocol else "default"
     else:
         result = evaluate_checkpoint(
             args.checkpoint,
@@ -292,9 +308,10 @@ def evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(_json_safe(result), indent=2))
         return 0
+    why = PROTOCOL_SOURCES[result["protocol_source"]]
     print(
         f"{result['dataset']} {result['split']} ({result['n_images']} images, protocol "
-        f"{result['protocol']}): {format_metrics(result)}"
+        f"{result['protocol']}{why}): {format_metrics(result)}"
     )
     if "coverage" in result:
         print(
@@ -329,6 +346,58 @@ def predict(args: argparse.Namespace) -> int:
         for name, _ in result.failures:
             print(f"  {name}", file=sys.stderr)
         return 1
+    return 0
+
+
+def calibrate(args: argparse.Namespace) -> int:
+    """Set a checkpoint's threshold on the user's target-free frames (nairstd.calibrate)."""
+    from nairstd.bench import tune_malloc
+    from nairstd.calibrate import calibrate as run
+
+    tune_malloc()  # native-resolution activations: keep freed blocks instead of page-faulting
+    result = run(
+        args.checkpoint,
+        args.background,
+        args.out,
+        args.max_false_per_frame,
+        protocol=args.protocol,
+        tile=args.tile,
+        holdout=args.holdout,
+        seed=args.seed,
+        device=args.device,
+        log=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    for line in result.warnings:
+        print(f"warning: {line}", file=sys.stderr)
+    cal = result.calibration
+    if args.json:
+        print(json.dumps(_json_safe(cal), indent=2))
+        return 0
+    before = [r for r in cal["curve"] if r["threshold"] == cal["source_threshold"]]
+    was = (
+        f"; at the checkpoint's own threshold {cal['source_threshold']}: "
+        f"{before[0]['false_per_frame']:.3f}"
+        if before
+        else ""
+    )
+    print(
+        f"{cal['frames']} target-free frames (protocol {cal['protocol']}, tile {cal['tile']}): "
+        f"threshold {result.threshold} keeps {cal['false_per_frame']:.3f} false targets per "
+        f"frame (budget {cal['max_false_per_frame']}){was}"
+    )
+    held = cal["holdout"]
+    if held:
+        print(
+            f"held out {held['frames']} frames (seed {held['seed']}): "
+            f"{held['false_per_frame']:.3f} false targets per frame at {result.threshold}"
+        )
+    worst = cal["most_false_targets"]
+    if worst:
+        listed = ", ".join(f"{w['frame']} {w['false_targets']}" for w in worst)
+        print(f"most false targets at {result.threshold}: {listed}")
+    for note in result.notes:
+        print(note)
+    print(f"-> {result.out} (from {cal['source_checkpoint']}, sha256 {cal['source_sha256'][:12]})")
     return 0
 
 

@@ -3,16 +3,21 @@
 Every output is written to a temporary file in the destination folder and renamed into place,
 so a crash mid-write never leaves a truncated checkpoint, table or image behind; a whole folder
 (a generated dataset) is built the same way by `atomic_dir`.
+
+Users' files are sacred: every command that writes checks its outputs against the files it reads
+(`InputFiles`) before writing anything. The rename would replace an input of the same name, so
+e.g. `import-weights W.pkl --out W.pkl` destroyed the published weights once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -112,6 +117,79 @@ def atomic_dir(
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of an existing file (symlinks followed), None when there is none."""
+    try:
+        st = path.stat()
+    except (OSError, ValueError):
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.expanduser().resolve()
+    except (OSError, RuntimeError):  # a symlink loop: compare it as written
+        return path.expanduser().absolute()
+
+
+class InputFiles:
+    """The files a command reads, indexed so that each planned output is checked against all of
+    them in O(1): an output is an input when both resolve to the same path (symlinks in any
+    component followed) or are the same existing file (same inode: a hard link).
+
+    A symlink or hard link to an input would survive our atomic rename (the link is replaced,
+    not its target), but it is another name of the user's file that we would silently take over,
+    so it is refused too.
+    """
+
+    def __init__(self, paths: Iterable[str | os.PathLike] = ()) -> None:
+        self._by_path: dict[Path, Path] = {}
+        self._by_inode: dict[tuple[int, int], Path] = {}
+        self.add(paths)
+
+    def add(self, paths: Iterable[str | os.PathLike]) -> InputFiles:
+        for item in paths:
+            path = Path(item)
+            self._by_path.setdefault(_resolved(path), path)
+            identity = _identity(path)
+            if identity is not None:
+                self._by_inode.setdefault(identity, path)
+        return self
+
+    def __len__(self) -> int:
+        return len(self._by_path)
+
+    def clash(self, output: str | os.PathLike) -> Path | None:
+        """The input that writing `output` would write over (None: no input)."""
+        output = Path(output)
+        found = self._by_path.get(_resolved(output))
+        if found is None:
+            identity = _identity(output)
+            found = self._by_inode.get(identity) if identity is not None else None
+        return found
+
+    def refuse(self, *outputs: str | os.PathLike) -> None:
+        """ValueError naming the output and the input when any output would write over one."""
+        for output in outputs:
+            found = self.clash(output)
+            if found is not None:
+                same = "" if Path(output) == found else " (the same file)"
+                raise ValueError(
+                    f"{output}: refusing to write over the input {found}{same}; "
+                    "choose another output path"
+                )
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

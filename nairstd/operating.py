@@ -3,7 +3,9 @@
 Training records its protocol in every checkpoint (`config.protocol`; the shipped models also a
 top-level `protocol` and `threshold`, chosen on validation: nairstd.shipped). `predict` runs a
 checkpoint under that protocol unless `--protocol` says otherwise, and binarises at its threshold
-unless `--threshold` does; a checkpoint recording neither gets native and 0.5.
+unless `--threshold` does; a checkpoint recording neither gets native and 0.5. A checkpoint
+written by `calibrate` (nairstd.calibrate) carries a threshold set on the user's own target-free
+frames, with the evidence under `calibration`; `predict` says so in one line.
 """
 
 from __future__ import annotations
@@ -56,3 +58,24 @@ def operating_point(
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"--threshold must lie strictly between 0 and 1, got {threshold}")
     return protocol, threshold
+
+
+def calibration_note(
+    ckpt: dict[str, Any] | None, protocol: str | None = None, threshold: float | None = None
+) -> str | None:
+    """The line `predict` prints when its threshold comes from `calibrate`: the frames and the
+    budget it was set with (None when the checkpoint is not calibrated or `threshold` is given).
+    `protocol`: the one asked for (None: the checkpoint's); another than the calibration's is
+    named, since a threshold set under one protocol does not carry over to the other."""
+    calibration = (ckpt or {}).get("calibration")
+    if not isinstance(calibration, dict) or threshold is not None:
+        return None
+    line = (
+        f"threshold {ckpt['threshold']} from calibration on {calibration['frames']} target-free "
+        f"frames (budget {calibration['max_false_per_frame']} false targets per frame, "
+        f"{calibration['date']})"
+    )
+    calibrated = calibration.get("protocol")
+    if protocol is not None and calibrated and protocol != calibrated:
+        line += f"; it was calibrated under {calibrated}, not {protocol}"
+    return line

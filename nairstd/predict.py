@@ -6,7 +6,8 @@
 For every input image (any size, 8/16-bit, grey or colour) a PNG with the same stem and the same
 size as the input, holding the target probability x 255, plus `detections.csv` with one row per
 detected target (8-connected component of probability > the threshold: the checkpoint's
-operating threshold, else 0.5): image, target id, centroid x and y
+operating threshold, else 0.5; a checkpoint from `calibrate` carries one set on the user's own
+target-free frames, and predict says so): image, target id, centroid x and y
 (pixels, x = column), area (px) and peak probability.
 
 Protocols (default: the one the checkpoint was trained for, native when it does not say;
@@ -42,9 +43,9 @@ from nairstd.compiling import compile_model, should_compile
 from nairstd.data.images import IMAGE_EXTENSIONS, DataError, read_image
 from nairstd.data.preprocess import checkpoint_preprocessing
 from nairstd.grid import EIGHT_CONNECTED
-from nairstd.io import save_png, write_text
+from nairstd.io import InputFiles, save_png, write_text
 from nairstd.models.traits import unwrap
-from nairstd.operating import default_checkpoint, operating_point
+from nairstd.operating import calibration_note, default_checkpoint, operating_point
 from nairstd.probability import (
     TILE,
     classical_probability,
@@ -94,13 +95,20 @@ def collect_inputs(inputs: Iterable[str | os.PathLike]) -> tuple[list[Path], lis
     return files, failures
 
 
+def detection_labels(prob: np.ndarray, threshold: float) -> tuple[np.ndarray, int]:
+    """(label map, count) of the detections at `threshold`: the 8-connected components of
+    prob > threshold. The rule `predict` reports by; `calibrate` counts false targets by it
+    (nairstd.calibrate.component_counts, checked equal in tests/test_calibrate.py)."""
+    return ndimage.label(prob > threshold, structure=EIGHT_CONNECTED)
+
+
 def detections(prob: np.ndarray, image_name: str, threshold: float = 0.5) -> list[dict]:
     """One row per 8-connected component of prob > threshold (centroid = mean row/col).
 
     Each object is measured inside its bounding box, so memory stays at one label map however
     large the image or the objects (whole-image index arrays would cost 16 bytes a pixel).
     """
-    labels, n = ndimage.label(prob > threshold, structure=EIGHT_CONNECTED)
+    labels, n = detection_labels(prob, threshold)
     rows = []
     for i, box in enumerate(ndimage.find_objects(labels)):
         if box is None:
@@ -152,16 +160,18 @@ def plan_outputs(
 ) -> tuple[list[tuple[Path, Path]], list[tuple[str, str]]]:
     """(input, output PNG) pairs, and failures for inputs whose output would be unsafe: an output
     that is an input file (e.g. scene.tif -> scene.png beside an input scene.png) or that two
-    inputs share. Decided for all inputs before anything is written."""
-    inputs = {f.resolve(): f for f in files}
+    inputs share (nairstd.io.InputFiles: a symlink or hard link to an input counts as that input).
+    Decided for all inputs before anything is written."""
+    inputs = InputFiles(files)
     plan: list[tuple[Path, Path]] = []
     failures: list[tuple[str, str]] = []
     owners: dict[Path, Path] = {}
     for file in files:
         target = out / f"{file.stem}.png"
         key = target.resolve()
-        if key in inputs:
-            what = "this input" if key == file.resolve() else f"the input {inputs[key]}"
+        found = inputs.clash(target)
+        if found is not None:
+            what = "this input" if found == file else f"the input {found}"
             failures.append((str(file), f"{file}: its output {target} would overwrite {what}"))
         elif key in owners:
             failures.append(
@@ -303,10 +313,14 @@ def predict_files(
         model, ckpt = load_model(checkpoint, device)
         prep = checkpoint_preprocessing(ckpt)  # e.g. imported peer weights: /255 at 256x256
         size = int(prep["input_size"] or size)
+    note = calibration_note(ckpt, protocol, threshold)
     protocol, threshold = operating_point(ckpt, protocol, threshold)
     out = prepare_output(output_dir)
     files, failures = collect_inputs(inputs)
     plan, unsafe = plan_outputs(files, out)
+    InputFiles(files).refuse(out / "detections.csv")
+    if note:
+        say(note)
     if model is not None and should_compile(compile_mode, len(plan), device):
         say(f"compiling the model for {len(plan)} images (--compile {compile_mode})")
         model = compile_model(model)

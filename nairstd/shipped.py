@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from nairstd.io import save_torch, write_text
+from nairstd.data.images import DataError
+from nairstd.io import InputFiles, save_torch, write_text
 from nairstd.operating import DEFAULT_MODEL, PRETRAINED
 from nairstd.protocols import NATIVE
 from nairstd.sweep import DEFAULT_THRESHOLDS as THRESHOLDS  # 0.05..0.95, steps of 0.05
@@ -194,7 +195,9 @@ def evaluate_at(model, index, split: str, threshold: float) -> dict[str, Any]:
 
 def write_model_card(out_dir: Path = PRETRAINED) -> Path:
     """MODEL_CARD.md from every `<name>.json` export summary in `out_dir`."""
-    infos = [json.loads(p.read_text()) for p in sorted(out_dir.glob("*.json"))]
+    summaries = sorted(out_dir.glob("*.json"))
+    InputFiles(summaries).refuse(out_dir / "MODEL_CARD.md")
+    infos = [json.loads(p.read_text()) for p in summaries]
     lines = [
         "# Shipped models",
         "",
@@ -218,6 +221,19 @@ def write_model_card(out_dir: Path = PRETRAINED) -> Path:
         f" >= {PD_FLOOR} % if at most {FA_CAP}; else the highest val Pd with at most {FA_CAP}",
         "- false targets per frame = predicted objects matching no target (8-connected,"
         " centroid < 3 px), per frame",
+        "",
+        "**Calibration on your own sensor.** These thresholds were chosen on SIRST validation"
+        " frames, and false alarms depend on the sensor and the scene (the OOD rows below: more"
+        " false targets on enlarged frames). With frames from your sensor that hold no target,"
+        " `python -m nairstd calibrate --background empty_frames/ --out mine.pt"
+        " [--max-false-per-frame 0.2] [--holdout 0.25]` takes the lowest threshold of 0.05..0.99"
+        " whose false targets per frame (the detections `predict` would report) stay within the"
+        " budget and writes a copy of the checkpoint carrying it with the evidence (frames, the"
+        " hash of their names, the curve, budget, date, the source's SHA-256);"
+        " `predict --checkpoint mine.pt` uses it. It warns when the budget is met only where the"
+        " recorded validation Pd is under 80 %, and when held-out frames exceed the budget; it"
+        " writes nothing when no threshold meets it. Measured on SIRST frames standing in for a"
+        ' sensor: README, "Deploy on your own sensor: calibrate".',
         "",
     ]
     for info in infos:
@@ -276,6 +292,19 @@ def _commit() -> str:
         return "unknown"
 
 
+def export_outputs(name: str, out_dir: Path = PRETRAINED) -> list[Path]:
+    """The files `export` writes for model `name`."""
+    return [out_dir / f"{name}.pt", out_dir / f"{name}.json", out_dir / "MODEL_CARD.md"]
+
+
+def export_inputs(run_folder: Path, ckpt: dict[str, Any], index: Any) -> InputFiles:
+    """What `export` reads: the run folder's files, the checkpoint it starts from, the dataset."""
+    run_folder = Path(run_folder)
+    inputs = InputFiles(p for p in run_folder.rglob("*") if p.is_file())
+    inputs.add([ckpt["path"]] + [p for p in [ckpt["config"].get("init_from")] if p])
+    return inputs.add(p for p in Path(index.root).rglob("*") if p.is_file())
+
+
 def export(name: str, run_folder: Path, out_dir: Path = PRETRAINED) -> dict[str, Any]:
     """Choose the threshold on val and write `<out_dir>/<name>.pt` + its `.json` summary."""
     from nairstd.data import find_dataset
@@ -284,6 +313,7 @@ def export(name: str, run_folder: Path, out_dir: Path = PRETRAINED) -> dict[str,
     model, ckpt = load_model(run_folder)
     config = ckpt["config"]
     index = find_dataset(config["dataset"])
+    export_inputs(run_folder, ckpt, index).refuse(*export_outputs(name, out_dir))
     rows = validation_sweep(model, index)
     point = choose_threshold(rows)
     info = {
@@ -315,6 +345,8 @@ def export(name: str, run_folder: Path, out_dir: Path = PRETRAINED) -> dict[str,
         metrics={
             "val": ckpt.get("metrics", {}).get("val"),
             "val_at_threshold": info["val_at_threshold"],
+            # Pd at every threshold: `calibrate` warns when a user's budget costs val Pd.
+            "val_sweep": rows,
         },
     )
     # Measured once here and written into the card (test is reported, never used to choose).
@@ -336,18 +368,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(PRETRAINED), help="where the weights go")
     parser.add_argument("--card-only", action="store_true", help="rewrite MODEL_CARD.md only")
     args = parser.parse_args(argv)
-    if args.card_only:
-        print(write_model_card(Path(args.out)))
-        return 0
-    for name in args.model:
-        result = train_shipped(name, args.runs)
-        info = export(name, Path(result.run_dir), Path(args.out))
-        print(
-            f"{name}: threshold {info['threshold']} ({info['threshold_rule']}); val "
-            + json.dumps(info["val_at_threshold"]),
-            flush=True,
-        )
-    write_model_card(Path(args.out))
+    try:
+        if args.card_only:
+            print(write_model_card(Path(args.out)))
+            return 0
+        from nairstd.data import find_dataset
+
+        data = find_dataset(FINETUNE["dataset"]).root  # before training: its outputs vs the data
+        dataset_files = InputFiles(p for p in Path(data).rglob("*") if p.is_file())
+        for name in args.model:
+            dataset_files.refuse(*export_outputs(name, Path(args.out)))
+        for name in args.model:
+            result = train_shipped(name, args.runs)
+            info = export(name, Path(result.run_dir), Path(args.out))
+            print(
+                f"{name}: threshold {info['threshold']} ({info['threshold_rule']}); val "
+                + json.dumps(info["val_at_threshold"]),
+                flush=True,
+            )
+        write_model_card(Path(args.out))
+    except (ValueError, DataError) as err:  # bad input: one line, as `python -m nairstd` does
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

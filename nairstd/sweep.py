@@ -77,16 +77,37 @@ def sweep_folder(
     csv_path: str | Path,
     protocol: str = NATIVE,
     thresholds: Iterable[float] = DEFAULT_THRESHOLDS,
+    list_file: str | Path | None = None,
 ) -> list[dict[str, Any]]:
     """`score --sweep`: the sweep of a folder of predicted PNGs, written to `csv_path` and its
-    figure to the same name with .png."""
+    figure to the same name with .png. Neither may land on an input (a prediction, a file of the
+    dataset, the list file): checked before anything is read."""
     from nairstd.score import iter_pairs
 
+    csv_path = Path(csv_path)
+    figure = csv_path.with_suffix(".png")
+    if csv_path == figure:
+        raise ValueError(f"--sweep {csv_path}: the figure goes beside it as .png; name a .csv")
+    sweep_inputs(pred_dir, index, stems, list_file).refuse(csv_path, figure)
     pairs = list(iter_pairs(pred_dir, index, stems, protocol))
     rows = sweep(pairs, thresholds)
     write_sweep(rows, csv_path)
-    plot_sweeps({Path(pred_dir).name: rows}, Path(csv_path).with_suffix(".png"))
+    plot_sweeps({Path(pred_dir).name: rows}, figure)
     return rows
+
+
+def sweep_inputs(
+    pred_dir: str | Path, index: Any, stems: list[str], list_file: str | Path | None = None
+) -> Any:
+    """What `score --sweep` reads (nairstd.io.InputFiles): every prediction file a stem could
+    take, every file in the dataset's folder (images, masks, split lists) and the list file."""
+    from nairstd.data.images import IMAGE_EXTENSIONS
+    from nairstd.io import InputFiles
+
+    pred_dir = Path(pred_dir)
+    inputs = InputFiles(p for p in Path(index.root).rglob("*") if p.is_file())
+    inputs.add(pred_dir / f"{stem}{ext}" for stem in stems for ext in IMAGE_EXTENSIONS)
+    return inputs.add([list_file] if list_file else [])
 
 
 def write_sweep(rows: list[dict[str, Any]], csv_path: str | Path) -> Path:

@@ -12,7 +12,6 @@ honour. To add a method: a `WeightsMapping` with its renaming rules and preproce
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ import torch
 from torch import Tensor
 
 from nairstd.data.images import DataError
-from nairstd.io import save_torch
+from nairstd.io import InputFiles, save_torch, sha256_file
 from nairstd.paths import project_root
 
 # The peers' usual input: a grey image read as uint8, resized with OpenCV INTER_LINEAR, /255.
@@ -135,11 +134,7 @@ def map_state_dict(
 
 
 def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_file(path)
 
 
 def import_weights(
@@ -157,10 +152,12 @@ def import_weights(
         raise DataError(f"{method}: no weights mapping (known: {', '.join(sorted(MAPPINGS))})")
     mapping = MAPPINGS[method]
     path = Path(path).expanduser()
+    licence_file = path.parent / "LICENSE"
+    if out is not None:  # before anything is read: --out W.pkl once destroyed the weights
+        InputFiles([path, licence_file]).refuse(Path(out).expanduser())
     mapped = map_state_dict(read_state_dict(path), mapping, path)
     model = build_model(mapping.model, mapping.size, **mapping.overrides)
     model.load_state_dict(mapped, strict=True)
-    licence_file = path.parent / "LICENSE"
     provenance = {
         "file": path.name,
         "sha256": sha256(path),
@@ -181,5 +178,5 @@ def import_weights(
         imported=provenance,
     )
     if out is not None:
-        save_torch(ckpt, out)
+        save_torch(ckpt, Path(out).expanduser())
     return ckpt

@@ -61,7 +61,7 @@ def evil_checkpoint(tmp_path) -> tuple[Path, Path]:
     return path, marker
 
 
-@pytest.mark.parametrize("verb", ["predict", "eval", "train-init"])
+@pytest.mark.parametrize("verb", ["predict", "eval", "train-init", "calibrate"])
 def test_pickle_payload_never_runs(verb, evil_checkpoint, dataset, tmp_path, capsys):
     path, marker = evil_checkpoint
     if verb == "predict":
@@ -71,6 +71,9 @@ def test_pickle_payload_never_runs(verb, evil_checkpoint, dataset, tmp_path, cap
         args += ["--output", str(tmp_path / "o"), "--device", "cpu"]
     elif verb == "eval":
         args = ["eval", "--checkpoint", str(path), "--dataset", str(dataset), "--device", "cpu"]
+    elif verb == "calibrate":
+        args = ["calibrate", "--checkpoint", str(path), "--background", str(dataset / "images")]
+        args += ["--out", str(tmp_path / "c.pt"), "--device", "cpu"]
     else:
         args = smoke_train_args(dataset, tmp_path / "runs", "--init", str(path))
         args[args.index("one")] = "2"

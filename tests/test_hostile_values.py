@@ -82,7 +82,15 @@ def test_checkpoint_of_another_variant(tmp_path, dataset, capsys):
         (["eval"], {"NAIRSTD_THREADS": "abc"}, "NAIRSTD_THREADS"),
         (["eval", "--limit", "0"], {}, "--limit"),
         (["train", "--crop", "-5"], {}, "--crop"),
-        (["train", "--image-size", "3"], {}, "multiple of the patch size"),
+        (["train", "--image-size", "3"], {}, "image_size 3 is too small for na_irstd"),
+        (["train", "--image-size", "40"], {}, "multiple of the patch size 32"),
+        # issue 23: an option that cannot apply is refused, not silently ignored
+        (["train", "--image-size", "3", "--model", "detector"], {}, "at least 32"),
+        (["train", "--image-size", "32", "--model", "detector_ds2"], {}, "at least 64"),
+        (["train", "--image-size", "64", "--protocol", "native"], {}, "--image-size cannot"),
+        (["train", "--lr-gamma", "0.01", "--model", "detector"], {}, "model 'detector'"),
+        (["train", "--lr-gamma", "0.01", "--model", "acm"], {}, "no injection scales"),
+        (["train", "--lr-gamma", "0.01", "--stage", "1"], {}, "cannot apply to Stage 1"),
         (["train", "--top-k", "100000"], {}, "top_k 100000"),
         (["train", "--epochs", "x"], {}, "--epochs"),
     ],
@@ -102,6 +110,20 @@ def test_bad_values_one_error_line(
         rc = stop.code
     assert rc == 2
     assert expect in one_error_line(capsys)
+
+
+def test_options_that_apply_are_accepted():
+    """The refusals above are aimed: gamma's rate for a model and stage that train gamma_l, the
+    profile's own lr_gamma on a detector run (not set by the user), an image size under resize256."""
+    from nairstd.train.stages import check_options_apply
+
+    na = profile_config("quick", "2", model="na_irstd", lr_gamma=0.02, image_size=64)
+    check_options_apply(na, {"lr_gamma", "image_size"})
+    detector = profile_config("quick", "one", model="detector")
+    assert detector.lr_gamma is not None  # the profile sets it for every one-stage run
+    check_options_apply(detector, set())
+    with pytest.raises(ValueError, match="--lr-gamma"):
+        check_options_apply(detector, {"lr_gamma"})
 
 
 def test_non_utf8_list(dataset, tmp_path, capsys):

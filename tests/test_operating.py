@@ -180,3 +180,30 @@ def test_shipped_threshold_rule_counts_the_worst_target_free_set():
     )
     # Rows recorded before the rescaled sets existed (native only) still work.
     assert choose_threshold([{"threshold": 0.5, "Pd": 92.0, "fa_per_frame_empty": 0.1}])["Pd"] == 92
+
+
+def test_eval_defaults_to_the_checkpoint_protocol_and_says_so(tmp_path, capsys):
+    """Issue 23: `eval` runs a checkpoint under the protocol it records, as `predict` does (it
+    used to score every checkpoint under resize256), and names the protocol it used."""
+    import json
+
+    from nairstd.zoo import build_model
+
+    data = write_toolbox_dataset(tmp_path, "TOY", n=4)
+    torch.manual_seed(0)
+    model = build_model("detector", "tiny")
+    save_torch(model_checkpoint(model, "detector", "tiny", {}, config={"protocol": "native"}),
+               tmp_path / "native.pt")  # fmt: skip
+    save_torch(model_checkpoint(model, "detector", "tiny", {}), tmp_path / "plain.pt")
+    cases = [
+        ("native.pt", [], "native", "checkpoint"),
+        ("native.pt", ["--protocol", "resize256"], "resize256", "option"),
+        ("plain.pt", [], "resize256", "default"),  # records nothing: the paper's protocol
+    ]
+    for name, extra, protocol, source in cases:
+        args = ["eval", "--checkpoint", str(tmp_path / name), "--dataset", str(data), *extra]
+        assert main([*args, "--json", "--device", "cpu"]) == 0
+        result = json.loads(capsys.readouterr().out)
+        assert (result["protocol"], result["protocol_source"]) == (protocol, source), name
+    assert main(["eval", "--checkpoint", str(tmp_path / "native.pt"), "--dataset", str(data)]) == 0
+    assert "protocol native, recorded in the checkpoint)" in capsys.readouterr().out

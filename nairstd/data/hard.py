@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nairstd.data.images import resize_image, resize_mask_nearest
+from nairstd.data.images import DataError, resize_image, resize_mask_nearest
 from nairstd.data.index import DatasetIndex, open_dataset
 from nairstd.data.stats import SMALL_TARGET_PX, target_areas
 from nairstd.io import atomic_dir, save_png, write_json, write_text
@@ -39,6 +39,13 @@ def build_irstd_hard(
     if not sources:
         raise ValueError("IRSTD-Hard needs at least one dataset with a test split")
     out = Path(out_root) / name
+    for source in sources:  # the swap below replaces `out` and everything in it
+        root = Path(source.root).resolve()
+        if root == out.resolve() or out.resolve() in root.parents:
+            raise DataError(
+                f"{out}: refusing to replace this folder, it holds the source dataset "
+                f"{source.root}; choose another --out"
+            )
     meta = {
         "builder_version": BUILDER_VERSION,
         "size": size,

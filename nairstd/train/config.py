@@ -212,9 +212,13 @@ def resolve_threads(n: int | None) -> int | None:
 
 
 def check_model_fit(config: TrainConfig) -> None:
-    """ValueError unless the model builds with the config's overrides and, for models with a
-    native branch, image_size is a multiple of the patch size P and 1 <= K <= N = (size / P)^2
-    (N of the resize256 input; native images vary in size and K is capped at their N)."""
+    """ValueError unless the model builds with the config's overrides, image_size (resize256)
+    is at least the multiple the model pads its input to (`pad_multiple`: 32 for the detector and
+    na_irstd, 64 for detector_ds2, 8-32 for the baselines but rpcanet's 1; smaller, the image is
+    mostly zero padding) and, for models with a native branch, image_size is a multiple of the
+    patch size P and 1 <= K <= N = (size / P)^2 (N of the resize256 input; native images vary in
+    size and K is capped at their N)."""
+    from nairstd.models.traits import pad_multiple
     from nairstd.zoo import build_model
 
     try:
@@ -223,6 +227,13 @@ def check_model_fit(config: TrainConfig) -> None:
         raise ValueError(str(err.args[0]) if err.args else str(err)) from None
     except TypeError as err:
         raise ValueError(f"model {config.model!r}: {err}") from None
+    multiple = pad_multiple(model)
+    if config.protocol == RESIZE256 and config.image_size < multiple:
+        raise ValueError(
+            f"image_size {config.image_size} is too small for {config.model}: it pads its input "
+            f"to a multiple of {multiple} (its deepest stride, or its patch size), so a smaller "
+            f"image would be mostly zero padding; use at least {multiple}"
+        )
     patch = getattr(model, "patch_size", None)
     if not patch:
         return

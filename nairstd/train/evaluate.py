@@ -27,6 +27,7 @@ from nairstd.data.preprocess import checkpoint_preprocessing
 from nairstd.metrics import IRSTDMetrics, TopKCoverage, target_patch_flags
 from nairstd.models.layers import pad_to_multiple
 from nairstd.models.traits import has_native_branch, pad_multiple, unwrap
+from nairstd.operating import recorded_protocol
 from nairstd.protocols import NATIVE, RESIZE256
 from nairstd.train.checkpoint import load_model, resolve_device
 from nairstd.zoo import classical_method
@@ -249,15 +250,21 @@ def evaluate_checkpoint(
     checkpoint: str | os.PathLike,
     dataset: str | os.PathLike | DatasetIndex,
     split: str = "test",
-    protocol: str = RESIZE256,
+    protocol: str | None = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint file or run folder (its best.pt); keywords as evaluate_model.
 
     The checkpoint's own input preprocessing (e.g. imported peer weights: /255 at 256x256) is used.
+    protocol None: the one the checkpoint records (nairstd.operating, as `predict` runs it), else
+    resize256, the paper's (a checkpoint trained at native resolution scored on 256x256 resizes
+    would be judged on inputs it never saw). `protocol_source` says which: option, checkpoint or
+    default.
     """
     device = resolve_device(kwargs.pop("device", "auto"))
     model, ckpt = load_model(checkpoint, device)
+    source = "option" if protocol else "checkpoint" if recorded_protocol(ckpt) else "default"
+    protocol = protocol or recorded_protocol(ckpt) or RESIZE256
     prep = checkpoint_preprocessing(ckpt)
     if "image_size" not in kwargs and prep["input_size"]:
         kwargs["image_size"] = int(prep["input_size"])  # the size the weights expect
@@ -270,6 +277,7 @@ def evaluate_checkpoint(
         "model": ckpt["model"],
         "size": ckpt.get("size"),
         **result,
+        "protocol_source": source,
         "preprocessing": prep,
     }
 

@@ -28,6 +28,7 @@ from nairstd.data.index import DatasetIndex
 from nairstd.losses import false_alarm_loss, seg_loss
 from nairstd.models.traits import has_native_branch, unwrap
 from nairstd.profiles import PROFILES
+from nairstd.protocols import RESIZE256
 from nairstd.train.checkpoint import build_from_checkpoint, read_checkpoint
 from nairstd.train.config import TrainConfig, profile_config
 from nairstd.train.evaluate import patch_labels
@@ -222,6 +223,33 @@ def param_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
     "one": every parameter at lr_main. "2" and "one": gamma_l in its own group when lr_gamma is set.
     """
     return policy_for(config).param_groups(model)
+
+
+def check_options_apply(config: TrainConfig, given: set[str]) -> None:
+    """ValueError for an option the user set (`given`: TrainConfig field names) that this run
+    could not use, instead of training a run that silently ignores it (and whose id and cached
+    results would still carry it): `lr_gamma` for a stage or a model without injection scales
+    gamma_l (Stage 1 trains no injection; the detector and the baselines have none), and
+    `image_size` under the native protocol (frames keep their own size there)."""
+    if "lr_gamma" in given and config.lr_gamma is not None:
+        if not policy_for(config).gamma_group:
+            raise ValueError(
+                f"--lr-gamma cannot apply to Stage {config.stage}: it trains no injection "
+                "scales gamma_l (they train in Stage 2 and one-stage runs)"
+            )
+        from nairstd.zoo import build_model
+
+        if not injection_gammas(build_model(config.model, config.size, **config.build_overrides())):
+            raise ValueError(
+                f"--lr-gamma cannot apply to model {config.model!r}: it has no injection scales "
+                "gamma_l (only models with a native branch injected into the detector do)"
+            )
+    if "image_size" in given and config.protocol != RESIZE256:
+        raise ValueError(
+            f"--image-size cannot apply under --protocol {config.protocol}: it is the side "
+            f"images are resized to under {RESIZE256}; native frames keep their own size "
+            "(--crop sets the training crop)"
+        )
 
 
 def injection_gammas(model: nn.Module) -> list[nn.Parameter]:
