@@ -263,3 +263,26 @@ def test_shipped_update_ood_merges_rows_and_rewrites_the_card(tmp_path, small_se
     assert (tmp_path / "ramp.pt").read_bytes() == b"weights: never rewritten"
     card = (tmp_path / "MODEL_CARD.md").read_text()
     assert "| synthetic-clutter | mixed | 1 |" in card and "| test | native | 2 | 50.00 |" in card
+
+
+def test_notebook_05_tables_show_the_clutter_sets(tmp_path, monkeypatch, small_sets):
+    """Notebook 05's OOD table (every method incl. the shipped ones) at a smoke size."""
+    from nairstd import ood
+    from nairstd.reproduce import operating_points
+
+    monkeypatch.setattr(ood, "SIZES", {"64x48": (48, 64)})
+    counts = {"native": 2, "64x48": 1, "synthetic-clutter": 2, "synthetic-clutter-targets": 2}
+    monkeypatch.setattr(ood, "frame_counts", lambda profile: counts)
+    monkeypatch.setattr(operating_points, "OOD_CLASSICAL", ("tophat",))
+    index = open_dataset(write_toolbox_dataset(tmp_path, "TOY", n=4))
+    tables, figures = tmp_path / "tables", tmp_path / "figures"
+    figures.mkdir()
+    _, rows, _ = operating_points.operating_points("smoke", {}, index, tables, figures, ["tophat"])
+    assert set(rows["method"]) >= {"Top-Hat", "Na-IRSTD (shipped)"}
+    assert set(rows["set"]) == {"test", "empty-native", "empty-64x48", *ood.CLUTTER_SETS}
+    table = (tables / "ood_check.md").read_text()
+    for column in ("synthetic-clutter FT/frame", "synthetic-clutter % frames with FT",
+                   "synthetic-clutter-targets Pd", "synthetic-clutter-targets FT/frame"):  # fmt: skip
+        assert column in table, column
+    assert "synthetic-clutter-targets % frames" not in table  # target-free sets only
+    assert "median peak" in (tables / "ood_false_targets.md").read_text()
