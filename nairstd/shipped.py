@@ -283,9 +283,10 @@ def write_model_card(out_dir: Path = PRETRAINED) -> Path:
             " frames at 640x512, 1280x1024 and 1920x1080 (8- and 16-bit) that stand in for users'"
             " real target-free frames, on which the shipped na_irstd raised 3.0 false targets per"
             " frame (69 % of frames with any; median area 4 px, median peak 0.84): README,"
-            ' "A proxy that looks like real clutter". Columns left `-` were not recorded at'
-            " export (the rows measured since by `python -m nairstd.shipped --update-ood` hold"
-            " them).",
+            ' "A proxy that looks like real clutter". "frames with any": frames holding at least'
+            " one false target; `-`: undefined (Pd without targets, area and peak without false"
+            " targets) or not recorded. Rows are re-measured from the shipped weights by"
+            " `python -m nairstd.shipped --update-ood [SET ...]`.",
             "",
         ]
     return write_text(out_dir / "MODEL_CARD.md", "\n".join(lines) + "\n")
