@@ -11,7 +11,8 @@ of frames with any, their median and 90th-percentile area and median peak probab
 size and overall; the element of the scene under each false target's most confident pixel
 (`structures.KINDS`; "near X" when it sits on sky or ground within a pixel of X: the blur spreads
 a lamp head or a hot pixel onto its neighbours); and, on the set with targets, Pd in the sky and
-among the clutter. The frames are those `python -m nairstd ood` scores.
+among the clutter and by the target's peak (radiance units above the background: the air is
+~0.4, a lamp head ~1). The frames are those `python -m nairstd ood` scores.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ def breakdown(model, ckpt: dict, name: str, n: int) -> dict:
     groups: dict[str, tuple[list, list, list]] = defaultdict(lambda: ([], [], []))
     under: Counter = Counter()
     found = {"sky": [0, 0], "clutter": [0, 0]}
+    by_peak = {"peak < 0.1": [0, 0], "0.1-0.3": [0, 0], ">= 0.3": [0, 0]}  # radiance units
     metrics = IRSTDMetrics(threshold=threshold)
     for i in range(n):
         frame = clutter_frame(config, i)
@@ -92,8 +94,12 @@ def breakdown(model, ckpt: dict, name: str, n: int) -> dict:
         hit_labels = {g for g, _ in match.pairs}
         for t in frame.info["targets"]:
             r, c = (int(round(v)) for v in t["centroid"])
-            found[t["where"]][0] += int(match.gt_labels[r, c] in hit_labels)
+            hit = int(match.gt_labels[r, c] in hit_labels)
+            found[t["where"]][0] += hit
             found[t["where"]][1] += 1
+            band = "peak < 0.1" if t["peak"] < 0.1 else "0.1-0.3" if t["peak"] < 0.3 else ">= 0.3"
+            by_peak[band][0] += hit
+            by_peak[band][1] += 1
     m = metrics.compute()
     out = {
         "model": ckpt["model"],
@@ -103,9 +109,11 @@ def breakdown(model, ckpt: dict, name: str, n: int) -> dict:
         "Pd": None if m["Pd"] != m["Pd"] else round(m["Pd"], 2),
         "groups": {k: _summary(*groups[k]) for k in sorted(groups, key=_order)},
         "false_targets_on": dict(under.most_common()),
+        "per_frame": groups["all"][0],
     }
     if m["n_gt_objects"]:
-        out["Pd_by_place"] = {k: f"{hit}/{total}" for k, (hit, total) in found.items() if total}
+        out["Pd_by_place"] = {k: f"{hit}/{n}" for k, (hit, n) in found.items() if n}
+        out["Pd_by_peak"] = {k: f"{hit}/{n}" for k, (hit, n) in by_peak.items() if n}
     return out
 
 
@@ -133,7 +141,10 @@ def main(argv: list[str] | None = None) -> int:
                   + (f": Pd {r['Pd']} ({r.get('Pd_by_place')})" if r["Pd"] is not None else ""))  # fmt: skip
             for key, g in r["groups"].items():
                 print(f"  {key:>10}: {g}")
-            print(f"  false targets on: {r['false_targets_on']}", flush=True)
+            print(f"  false targets on: {r['false_targets_on']}")
+            print(f"  per frame: {r['per_frame']}", flush=True)
+            if "Pd_by_peak" in r:
+                print(f"  detected by target peak: {r['Pd_by_peak']}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
     return 0

@@ -18,7 +18,7 @@ writes (`nairstd.data.synthetic.writer`), so the check in memory and the files o
 Targets (the `-targets` set): 1-4 a frame, point sources seen through the frame's optics (a
 Gaussian PSF, sigma the optics' combined with up to 0.6 px of extent), mask area 2-9 px at 20 %
 of the peak, peak 0.04-0.8 radiance units above the local background (log-uniform: the air is
-~0.4, lamp heads ~1; dim to bright, 3 to 250 times the temporal noise), half placed in the sky and
+~0.4, lamp heads ~1; dim to bright, 3 to 270 times the temporal noise), half placed in the sky and
 half among the clutter (over buildings, trees, ground, beside the structures).
 """
 
