@@ -332,7 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="false targets per frame on target-free and rescaled frames, and Pd (nairstd.ood)",
         description="Our out-of-distribution check of one model: the dataset's TEST frames with "
         "targets, the same frames with their targets inpainted out (native size, 640x512, "
-        "1920x1080) and synthetic frames at those sizes; frames per set from the profile.",
+        "1920x1080), synthetic frames at those sizes, and the clutter proxy (target-free urban / "
+        "road frames at 640x512-1920x1080, 8- and 16-bit, and the same with small targets); "
+        "frames per set from the profile.",
     )
     check.add_argument("--checkpoint", help="checkpoint or run folder (default: the shipped one)")
     check.add_argument("--dataset", default="SIRST", help="whose test split (default SIRST)")
