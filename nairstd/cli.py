@@ -70,6 +70,20 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", help="output folder (default: the project's data/)")
     synth.set_defaults(func=commands.data_synth)
 
+    clutter = data.add_parser(
+        "clutter",
+        help="write the clutter sets of the OOD check (urban / road frames, 3 sizes, 8/16-bit)",
+        description="Write synthetic-clutter (target-free) and synthetic-clutter-targets as "
+        "toolbox-layout folders (every frame in the test split): the frames `ood` scores. They "
+        "go to data/ood/ (not data/, so they never join the training sets or IRSTD-Hard).",
+    )
+    clutter.add_argument("name", nargs="*", help="set name(s); default: both")
+    clutter.add_argument("--profile", default=DEFAULT_PROFILE, choices=PROFILES,
+                         help="frames as many as this profile's OOD check scores")  # fmt: skip
+    clutter.add_argument("--frames", type=int, help="frames per set (overrides the profile)")
+    clutter.add_argument("--out", help="output folder (default: the project's data/ood/)")
+    clutter.set_defaults(func=commands.data_clutter)
+
     hard = data.add_parser("hard", help="build IRSTD-Hard from the test splits of datasets")
     hard.add_argument("sources", nargs="+", help="dataset folders or names")
     hard.add_argument("--out", help="output folder (default: the project's data/)")
@@ -318,7 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="false targets per frame on target-free and rescaled frames, and Pd (nairstd.ood)",
         description="Our out-of-distribution check of one model: the dataset's TEST frames with "
         "targets, the same frames with their targets inpainted out (native size, 640x512, "
-        "1920x1080) and synthetic frames at those sizes; frames per set from the profile.",
+        "1920x1080), synthetic frames at those sizes, and the clutter proxy (target-free urban / "
+        "road frames at 640x512-1920x1080, 8- and 16-bit, and the same with small targets); "
+        "frames per set from the profile.",
     )
     check.add_argument("--checkpoint", help="checkpoint or run folder (default: the shipped one)")
     check.add_argument("--dataset", default="SIRST", help="whose test split (default SIRST)")

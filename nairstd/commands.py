@@ -44,6 +44,28 @@ def data_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def data_clutter(args: argparse.Namespace) -> int:
+    """Write the clutter sets of the OOD check (as many frames as the profile's check scores)."""
+    from nairstd.data.synthetic.clutter import CLUTTER_PRESETS
+    from nairstd.data.synthetic.writer import write_clutter_set
+    from nairstd.ood import frame_counts
+    from nairstd.paths import generated_data_root
+
+    out_root = Path(args.out) if args.out else generated_data_root() / "ood"
+    counts = frame_counts(args.profile)
+    for name in args.name or list(CLUTTER_PRESETS):
+        if name not in CLUTTER_PRESETS:
+            raise ValueError(f"unknown clutter set {name!r}; choose from {sorted(CLUTTER_PRESETS)}")
+        n = args.frames if args.frames is not None else counts.get(name) or 0
+        if n < 1:
+            raise ValueError(
+                f"--frames must be >= 1 (profile {args.profile} scores none of {name})"
+            )
+        path = write_clutter_set(out_root, name, n)
+        print(f"{name}: {n} frames in {path}")
+    return 0
+
+
 def data_hard(args: argparse.Namespace) -> int:
     from nairstd.data.hard import build_irstd_hard
     from nairstd.data.index import find_dataset
@@ -431,10 +453,16 @@ def ood(args: argparse.Namespace) -> int:
         return 0
     print(f"{ckpt['path']}: protocol {protocol}, threshold {threshold}")
     for r in rows:
-        print(
-            f"{r['set']:>20} {r['size']:>9} {r['frames']:>4} frames: Pd {r['Pd']:6.2f} | "
+        line = (
+            f"{r['set']:>25} {r['size']:>9} {r['frames']:>4} frames: Pd {r['Pd']:6.2f} | "
             f"Fa {r['Fa']:8.2f} | false targets per frame {r['fa_per_frame']:.3f}"
         )
+        if r["false_area_median"] is not None:
+            line += (
+                f" (in {r['frames_with_false']:.0%} of frames; median area "
+                f"{r['false_area_median']:g} px, median peak {r['false_peak_median']:.2f})"
+            )
+        print(line)
     return 0
 
 

@@ -158,7 +158,14 @@ _PROFILE_TABLE = {
         latency_iters=2,
         gap_scope=None,
         retrain_k=False,
-        ood_frames={"native": 4, "640x512": 1, "1920x1080": 1, "synthetic-640x512": 1},
+        ood_frames={
+            "native": 4,
+            "640x512": 1,
+            "1920x1080": 1,
+            "synthetic-640x512": 1,
+            "synthetic-clutter": 1,  # frame 0 of each clutter set: 640x512, 8-bit
+            "synthetic-clutter-targets": 1,
+        },
     ),
     # 2-core CPU, whole 256x256 images at batch 8 (the paper's protocol). Claim tables: 320 steps
     # (10 SIRST epochs) x 3 seeds; Table III: 160 steps (the deep baselines cost up to 3 s a step
@@ -197,12 +204,16 @@ _PROFILE_TABLE = {
         # targets per frame for the shipped na_irstd) understated all 86 (0.77 / 0.79). A
         # resize256 model pays only the resize; the shipped na_irstd's check went from 32 to 113 s
         # (one thread) and 1.1 to 1.9 GB peak RSS.
+        # Clutter (issue 23): 24 frames a set, 8 at each of 640x512, 1280x1024 and 1920x1080,
+        # half 8-bit, half 16-bit.
         ood_frames={
             "native": None,
             "640x512": None,
             "1920x1080": None,
             "synthetic-640x512": 8,
             "synthetic-1920x1080": 4,
+            "synthetic-clutter": 24,
+            "synthetic-clutter-targets": 24,
         },
     ),
     # The reference budget (issue 21): `quick`'s model and data on 10x its claims budget, 3200
@@ -234,12 +245,16 @@ _PROFILE_TABLE = {
         latency_iters=10,
         gap_scope="metrics",
         retrain_k=False,
+        # Clutter (issue 23): 24 frames a set, 8 at each of 640x512, 1280x1024 and 1920x1080,
+        # half 8-bit, half 16-bit.
         ood_frames={
             "native": None,
             "640x512": None,
             "1920x1080": None,
             "synthetic-640x512": 8,
             "synthetic-1920x1080": 4,
+            "synthetic-clutter": 24,
+            "synthetic-clutter-targets": 24,
         },
     ),
     # The paper: 500 + 1500 epochs, base size, one seed on a GPU.
@@ -274,6 +289,8 @@ _PROFILE_TABLE = {
             "1920x1080": None,
             "synthetic-640x512": 50,
             "synthetic-1920x1080": 20,
+            "synthetic-clutter": 60,
+            "synthetic-clutter-targets": 60,
         },
     ),
 }

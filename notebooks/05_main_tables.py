@@ -80,8 +80,11 @@ display(Image(filename=str(fig4)))
 # Each method runs as `predict` runs it (its checkpoint's protocol and threshold). The curve
 # sweeps the threshold on the test split (`python -m nairstd score --sweep` gives the same curve
 # for any folder of predictions); the table counts false targets per frame on the test frames
-# with their targets inpainted out (native size, 640x512, 1920x1080) and on synthetic frames at
-# those sizes (`nairstd.ood`; frames per set in the table's notes).
+# with their targets inpainted out (native size, 640x512, 1920x1080), on synthetic frames at
+# those sizes, and on the clutter proxy: target-free urban / road frames (street lamps, roof
+# lines, gantries, masts) at 640x512-1920x1080, 8- and 16-bit, and the same with small targets
+# (`nairstd.ood`; frames per set in the table's notes). The second table says what the false
+# targets look like (users' real frames: median area 4 px, median peak 0.84).
 
 # %%
 sweeps, ood, pd_fa = operating_points.operating_points(
@@ -89,3 +92,4 @@ sweeps, ood, pd_fa = operating_points.operating_points(
 )
 display(Image(filename=str(pd_fa)))
 display(Markdown((tables_dir / "ood_check.md").read_text()))
+display(Markdown((tables_dir / "ood_false_targets.md").read_text()))

@@ -35,7 +35,7 @@ def test_every_profile_and_protocol_option_of_the_cli_reads_the_one_list():
     parser = build_parser()
     profiles = list(_options(parser, "profile"))
     protocols = list(_options(parser, "protocol"))
-    assert {p for p, _ in profiles} == {"data synth", "train", "ood"}
+    assert {p for p, _ in profiles} == {"data synth", "data clutter", "train", "ood"}
     assert {p for p, _ in protocols} == {"score", "train", "eval", "predict", "ood", "calibrate"}
     for _, action in profiles:
         assert tuple(action.choices) == PROFILES and action.default == DEFAULT_PROFILE

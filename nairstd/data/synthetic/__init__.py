@@ -30,8 +30,15 @@ Speed: vectorised numpy (FFT power-law noise, patch-wise blob rendering); see
 
 Modules: ``presets`` (config, named presets), ``backgrounds`` (clutter and noise), ``generator``
 (targets, hard negatives, one image), ``writer`` (a dataset on disk, via ``io.atomic_dir``).
+
+The out-of-distribution clutter sets (``synthetic-clutter``, ``synthetic-clutter-targets``:
+urban / road frames at sensor sizes, 8- and 16-bit, for the OOD check, never for training):
+``clutter`` (config, presets, one frame, its targets), ``scene`` (a whole scene), ``structures``
+(lamps, buildings, gantries, masts, vehicles, trees), ``draw`` (anti-aliased primitives),
+``sensor`` (optics, detector artefacts, AGC / raw counts); ``writer.write_clutter_set``.
 """
 
+from nairstd.data.synthetic.clutter import CLUTTER_PRESETS, ClutterConfig, clutter_frame
 from nairstd.data.synthetic.generator import generate_image, generate_images, image_rng
 from nairstd.data.synthetic.presets import (
     BACKGROUND_KINDS,
@@ -41,21 +48,30 @@ from nairstd.data.synthetic.presets import (
     SyntheticPreset,
     preset,
 )
-from nairstd.data.synthetic.writer import dataset_is_complete, split_stems, write_dataset
+from nairstd.data.synthetic.writer import (
+    dataset_is_complete,
+    split_stems,
+    write_clutter_set,
+    write_dataset,
+)
 from nairstd.profiles import PROFILES
 
 __all__ = [
     "BACKGROUND_KINDS",
+    "CLUTTER_PRESETS",
     "GENERATOR_VERSION",
     "PRESETS",
     "PROFILES",
+    "ClutterConfig",
     "SyntheticConfig",
     "SyntheticPreset",
+    "clutter_frame",
     "dataset_is_complete",
     "generate_image",
     "generate_images",
     "image_rng",
     "preset",
     "split_stems",
+    "write_clutter_set",
     "write_dataset",
 ]

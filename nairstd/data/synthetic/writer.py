@@ -130,3 +130,76 @@ def write_dataset(
         }
         write_json(tmp / "meta.json", meta)  # written last: its presence marks completeness
     return final
+
+
+# --------------------------------------------------------------------------------------------------
+# Clutter sets (out-of-distribution check): test frames only, several sizes and bit depths
+# --------------------------------------------------------------------------------------------------
+def _clutter_stem(i: int) -> str:
+    return f"clutter_{i:05d}"
+
+
+def clutter_set_is_complete(folder: Path, name: str, n: int) -> bool:
+    """True when `folder` holds the first `n` frames of clutter set `name` of this version."""
+    from nairstd.data.synthetic.clutter import CLUTTER_VERSION, clutter_config
+
+    try:
+        meta = json.loads((Path(folder) / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    stems = [_clutter_stem(i) for i in range(n)]
+    if (
+        meta.get("generator_version") != CLUTTER_VERSION
+        or meta.get("config") != clutter_config(name).to_dict()
+        or meta.get("stems") != stems
+    ):
+        return False
+    return all(
+        (Path(folder) / sub / f"{s}.png").is_file() for s in stems for sub in ("images", "masks")
+    )
+
+
+def write_clutter_set(root: str | os.PathLike, name: str, n: int, overwrite: bool = False) -> Path:
+    """Write the first `n` frames of clutter set `name` (nairstd.data.synthetic.clutter) to
+    ``root/name/`` in the toolbox layout, every frame in the test split (train and val lists
+    empty: these sets are for checking a model, never for training or choosing one).
+
+    ``images/clutter_NNNNN.png`` is 8-bit (after the frame's AGC) or 16-bit (raw counts) grey, as
+    the frame was drawn; ``masks/`` 0/255 (all zero in a target-free set); ``meta.json`` holds
+    the config, the generator version and every frame's size, bit depth, scene, sensor and
+    targets. The OOD check draws the same frames in memory (`nairstd.ood.clutter_frames`).
+    Idempotent and crash-safe like `write_dataset`.
+    """
+    from nairstd.data.synthetic.clutter import CLUTTER_VERSION, clutter_config, clutter_frame
+
+    config = clutter_config(name)
+    final = Path(root) / name
+    if not overwrite and clutter_set_is_complete(final, name, n):
+        return final
+    keep = None if overwrite else (lambda folder: clutter_set_is_complete(folder, name, n))
+    with atomic_dir(final, keep=keep) as tmp:
+        (tmp / "images").mkdir()
+        (tmp / "masks").mkdir()
+        stems = [_clutter_stem(i) for i in range(n)]
+        frames: dict[str, dict[str, Any]] = {}
+        for i, stem in enumerate(stems):
+            frame = clutter_frame(config, i)
+            save_png(frame.image, tmp / "images" / f"{stem}.png")
+            save_png(frame.mask, tmp / "masks" / f"{stem}.png")
+            frames[stem] = frame.info
+        for part in ("train", "val", "test"):
+            listed = stems if part == "test" else []
+            write_text(tmp / _split_files(name)[part], "".join(f"{s}\n" for s in listed))
+        meta = {
+            "name": name,
+            "kind": "simulated, out-of-distribution check",
+            "generator": "nairstd.data.synthetic.clutter",
+            "generator_version": CLUTTER_VERSION,
+            "layout": "toolbox",
+            "config": config.to_dict(),
+            "n_images": n,
+            "stems": stems,
+            "frames": frames,
+        }
+        write_json(tmp / "meta.json", meta)  # written last: its presence marks completeness
+    return final
