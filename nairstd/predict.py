@@ -16,6 +16,11 @@ Under ``native`` an image larger than `tile` px on a side is run in overlapping 
 resolution (each window keeps only its core; the margin around it gives every kept pixel its
 context), so memory stays bounded at any image size.
 
+Backends (`backend`, `--backend`): ``torch`` runs the model in PyTorch; ``onnxruntime`` runs an
+exported .onnx file (`python -m nairstd export`), or exports a checkpoint in memory first
+(nairstd.export, the same checks); ``auto`` (default) is onnxruntime for an .onnx file, else torch.
+Both go through the same preprocessing, tiling, thresholds and outputs (nairstd.probability).
+
 Safety: every input and its output name are resolved before anything is written, and an output
 that would land on an input file is refused. A file that cannot be read, processed or written is
 reported (naming it) and skipped; the others are processed, and detections.csv is written for the
@@ -44,6 +49,7 @@ from nairstd.data.preprocess import checkpoint_preprocessing
 from nairstd.grid import EIGHT_CONNECTED
 from nairstd.io import save_png, write_text
 from nairstd.models.traits import unwrap
+from nairstd.onnx_backend import BACKENDS, OnnxModel, is_onnx_file
 from nairstd.operating import default_checkpoint, operating_point
 from nairstd.probability import (
     TILE,
@@ -264,8 +270,51 @@ def run_overlapped(
         finish_write()
 
 
+def choose_backend(checkpoint: object, backend: str = "auto", classical: bool = False) -> str:
+    """ "torch" or "onnxruntime" for `checkpoint` under `--backend` (auto: onnxruntime for an
+    exported model, else torch); a combination that cannot run is a ValueError."""
+    if backend not in BACKENDS:
+        raise ValueError(f"--backend {backend!r}: one of {', '.join(BACKENDS)}")
+    exported = isinstance(checkpoint, OnnxModel) or is_onnx_file(checkpoint)
+    if classical and backend == "onnxruntime":
+        raise ValueError(f"--backend onnxruntime runs networks; {checkpoint} is a classical method")
+    if exported and backend == "torch":
+        raise ValueError(f"{checkpoint}: an ONNX file runs on --backend onnxruntime (or auto)")
+    if backend == "auto":
+        return "onnxruntime" if exported else "torch"
+    return backend
+
+
+def onnx_model(
+    checkpoint: str | os.PathLike | nn.Module | OnnxModel | None,
+    device: str | torch.device | None = "auto",
+    log: Callable[[str], None] | None = None,
+) -> tuple[OnnxModel, dict]:
+    """(model on onnxruntime, checkpoint-like dict) from an .onnx file, or from a checkpoint /
+    model exported in memory (dynamic size)."""
+    from nairstd.export import in_memory_onnx
+
+    if isinstance(checkpoint, OnnxModel):
+        return checkpoint, checkpoint.info
+    if is_onnx_file(checkpoint):
+        model = OnnxModel.load(checkpoint, device)
+        return model, model.info
+    start = time.perf_counter()
+    if isinstance(checkpoint, nn.Module):
+        net, ckpt = unwrap(checkpoint), {}
+    else:
+        net, ckpt = load_model(checkpoint if checkpoint is not None else default_checkpoint())
+    model = OnnxModel.load(in_memory_onnx(net, ckpt), device)
+    if log is not None:
+        log(
+            f"exported the model to ONNX in memory ({time.perf_counter() - start:.1f} s; "
+            "`python -m nairstd export` writes it once)"
+        )
+    return model, {**ckpt, **model.info}
+
+
 def predict_files(
-    checkpoint: str | os.PathLike | nn.Module | None,
+    checkpoint: str | os.PathLike | nn.Module | OnnxModel | None,
     inputs: Iterable[str | os.PathLike],
     output_dir: str | os.PathLike,
     protocol: str | None = None,
@@ -275,6 +324,7 @@ def predict_files(
     tile: int | None = None,
     compile_mode: str = "off",
     threshold: float | None = None,
+    backend: str = "auto",
 ) -> PredictResult:
     """Predict every input image; write `<stem>.png` maps and `detections.csv` to output_dir.
 
@@ -286,28 +336,37 @@ def predict_files(
     compile_mode (auto, on, off): torch.compile the model, see nairstd.compiling.
     checkpoint None: the shipped na_irstd (nairstd/pretrained). protocol / threshold None: what
     the checkpoint records (nairstd.operating), else native / 0.5.
+    backend: auto, torch or onnxruntime (`choose_backend`); onnxruntime takes `device` as its
+    execution provider and never compiles (`compile_mode` "on" is refused).
     """
     say = log or (lambda line: print(line, file=sys.stderr, flush=True))
     tile = TILE if tile is None else tile
-    device = resolve_device(device)
     classical = classical_method(checkpoint) if isinstance(checkpoint, str) else None
-    prep = checkpoint_preprocessing(None)
+    backend = choose_backend(checkpoint, backend, classical is not None)
+    if backend == "onnxruntime" and compile_mode == "on":
+        raise ValueError("--compile on is for the torch backend (onnxruntime optimises by itself)")
     ckpt: dict | None = None
-    if checkpoint is None:
-        checkpoint = default_checkpoint()
-    if classical is not None:
+    model: nn.Module | OnnxModel | None
+    if backend == "onnxruntime":
+        model, ckpt = onnx_model(checkpoint, device, say)
+        device = torch.device("cpu")  # frames reach onnxruntime as numpy arrays
+    elif classical is not None:
+        device = resolve_device(device)
         model = None  # a training-free method: maps come from `classical(image)`
     elif isinstance(checkpoint, nn.Module):
+        device = resolve_device(device)
         model = unwrap(checkpoint).to(device).eval()
     else:
-        model, ckpt = load_model(checkpoint, device)
-        prep = checkpoint_preprocessing(ckpt)  # e.g. imported peer weights: /255 at 256x256
-        size = int(prep["input_size"] or size)
+        device = resolve_device(device)
+        model, ckpt = load_model(checkpoint or default_checkpoint(), device)
+    prep = checkpoint_preprocessing(ckpt)  # e.g. imported peer weights: /255 at 256x256
+    size = int(prep["input_size"] or size)
     protocol, threshold = operating_point(ckpt, protocol, threshold)
     out = prepare_output(output_dir)
     files, failures = collect_inputs(inputs)
     plan, unsafe = plan_outputs(files, out)
-    if model is not None and should_compile(compile_mode, len(plan), device):
+    compilable = model is not None and backend == "torch"
+    if compilable and should_compile(compile_mode, len(plan), device):
         say(f"compiling the model for {len(plan)} images (--compile {compile_mode})")
         model = compile_model(model)
     result = PredictResult(out, failures=failures + unsafe)
