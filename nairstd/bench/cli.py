@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 import torch
 
+from nairstd.bench import parity as parity_module
 from nairstd.bench import predict as predict_module
 from nairstd.bench.models import DEFAULT_VARIANTS, bench_models, tune_malloc
 from nairstd.bench.ops import format_profile, profile_ops
@@ -108,6 +110,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     q.add_argument("--no-end-to-end", action="store_true", help="forward timings only")
     q.add_argument("--json", action="store_true")
+    r = sub.add_parser(
+        "parity",
+        help="onnxruntime vs PyTorch on a test split: probabilities and detections (see --help)",
+        description=parity_module.__doc__,
+    )
+    r.add_argument(
+        "--checkpoint",
+        nargs="+",
+        help="checkpoint files or run folders (default: the shipped na_irstd and detector)",
+    )
+    r.add_argument("--dataset", default="SIRST", help="whose test split (default SIRST)")
+    r.add_argument(
+        "--sizes",
+        nargs="+",
+        default=list(parity_module.SIZES),
+        choices=list(parity_module.SIZES),
+        help="native and/or rescaled frame sizes (default: all three)",
+    )
+    r.add_argument("--limit", type=int, help="first N test frames only")
+    r.add_argument("--data-root", help="extra dataset folder(s)")
+    r.add_argument("--json", action="store_true")
     s = sub.add_parser("synthetic", help="images/s of the synthetic-data generator (one core)")
     s.add_argument("--n", type=int, default=200, help="images to generate")
     c = sub.add_parser("classical", help="seconds per 256x256 image of each classical method")
@@ -116,6 +139,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.what == "predict":
         return _predict(args)
+    if args.what == "parity":
+        rows = parity_module.parity(
+            args.checkpoint,
+            args.dataset,
+            tuple(args.sizes),
+            args.limit,
+            args.data_root,
+            log=lambda line: print(line, file=sys.stderr, flush=True),
+        )
+        print(json.dumps(rows, indent=2) if args.json else parity_module.format_rows(rows))
+        return 0
     if args.what == "synthetic":
         from nairstd.bench.synthetic import format_rate, generator_rate
 
