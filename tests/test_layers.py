@@ -7,7 +7,7 @@ Layers, lowest first (README, Layout):
 1. data: data/ (datasets, images, splits, synthetic sets, IRSTD-Hard)
 2. models: losses, models/ (registry first: it imports no model), baselines/, zoo (builds any
    model by name; the only module that imports every model)
-3. evaluation: train/checkpoint, train/evaluate, predict, score, weights
+3. evaluation: train/checkpoint, train/evaluate, predict, score, weights, onnx_backend, export
 4. training: train/ (config, runs, loop, ddp and the package's re-exports)
 5. tools: bench/, gpu_check, tables, plots, widgets
 6. reproduce: reproduce/ (one module per notebook), report
@@ -66,6 +66,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "nairstd.sweep",
             "nairstd.ood",
             "nairstd.weights",
+            "nairstd.onnx_backend",
+            "nairstd.export",
         ),
     ),
     ("training", ("nairstd.train", "nairstd.train.*")),

@@ -192,7 +192,7 @@ def pad_to_multiple(x: Tensor, multiple: int, mode: str = "zeros") -> Tensor:
     """
     H, W = x.shape[-2:]
     ph, pw = pad_amount(H, W, multiple)
-    if ph == 0 and pw == 0 and not torch.jit.is_tracing():
+    if not torch.jit.is_tracing() and ph == 0 and pw == 0:
         return x
     if mode == "zeros":
         return F.pad(x, (0, pw, 0, ph))
