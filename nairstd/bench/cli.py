@@ -1,8 +1,9 @@
 """Benchmarks: `python -m nairstd bench model|predict|classical|synthetic ...` (also `python -m nairstd.bench`).
 
 `model`: parameters, FLOPs, latency and training throughput per variant (`bench.models`), or with
-`--profile-ops` where the time goes (`bench.ops`); `predict`: eager vs compiled detection
-throughput (`bench.predict`); `classical`: seconds per image of each classical method;
+`--profile-ops` where the time goes (`bench.ops`); `predict`: torch eager vs compiled vs
+onnxruntime detection throughput (`bench.predict`); `parity`: onnxruntime vs PyTorch on real
+frames (`bench.parity`); `classical`: seconds per image of each classical method;
 `synthetic`: images/s of the synthetic-data generator.
 """
 
@@ -25,11 +26,11 @@ from nairstd.zoo import list_models
 
 
 def _predict(args: argparse.Namespace) -> int:
-    modes = ("eager",) if args.compile == "off" else ("eager", "compiled")
+    modes = tuple(m for m in args.modes if not (m == "compiled" and args.compile == "off"))
     tune_malloc()  # as `predict` does
     rows = bench_predict(
         args.size,
-        args.model,
+        tuple(args.model),
         args.n,
         tuple(args.sizes),
         args.protocol,
@@ -87,12 +88,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     q = sub.add_parser(
         "predict",
-        help="eager vs compiled frames/s and MP/s of predict (see --help)",
+        help="torch eager vs compiled vs onnxruntime frames/s and MP/s of predict (see --help)",
         description=predict_module.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     q.add_argument("--size", default="tiny", choices=["tiny", "base"])
-    q.add_argument("--model", default="na_irstd")
-    q.add_argument("--n", type=int, default=10, help="timed forwards / images per size")
+    q.add_argument(
+        "--model",
+        nargs="+",
+        default=["na_irstd"],
+        help="model(s) (default na_irstd; with detector too: the ratio to it under each mode)",
+    )
+    q.add_argument(
+        "--modes",
+        nargs="+",
+        default=list(predict_module.MODES),
+        choices=predict_module.MODES,
+        help="torch eager, torch compiled, onnxruntime (default: all three)",
+    )
+    q.add_argument("--n", type=int, default=10, help="timed rounds / images per size")
     q.add_argument(
         "--sizes",
         nargs="+",
@@ -106,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         "--compile",
         default="auto",
         choices=COMPILE_CHOICES,
-        help="auto/on (default auto): eager and compiled side by side; off: eager only",
+        help="auto/on (default auto): compiled among the modes; off: leave it out",
     )
     q.add_argument("--no-end-to-end", action="store_true", help="forward timings only")
     q.add_argument("--json", action="store_true")
@@ -138,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args(argv)
     if args.what == "predict":
+        unknown = sorted(set(args.model) - set(list_models()))
+        if unknown:
+            parser.error(f"unknown models {unknown}; registered: {list_models()}")
         return _predict(args)
     if args.what == "parity":
         rows = parity_module.parity(
