@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -26,6 +26,17 @@ ONNX_FORMAT = "nairstd-onnx-1"
 INPUT_NAME = "image"
 OUTPUT_NAME = "probability"
 BACKENDS = ("auto", "torch", "onnxruntime")
+
+
+@runtime_checkable
+class ProbabilityModel(Protocol):
+    """What `predict_probability` runs besides a torch model: a preprocessed (H, W) float32
+    frame -> its (H, W) probability map (`OnnxModel`, `nairstd.onnx_sized.SizedOnnxModel`), with
+    a checkpoint-like `info` dict (protocol, threshold, preprocessing)."""
+
+    info: dict[str, Any]
+
+    def probability(self, x: np.ndarray) -> np.ndarray: ...
 
 
 def is_onnx_file(path: Any) -> bool:

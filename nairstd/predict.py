@@ -17,9 +17,11 @@ resolution (each window keeps only its core; the margin around it gives every ke
 context), so memory stays bounded at any image size.
 
 Backends (`backend`, `--backend`): ``torch`` runs the model in PyTorch; ``onnxruntime`` runs an
-exported .onnx file (`python -m nairstd export`), or exports a checkpoint in memory first
-(nairstd.export, the same checks); ``auto`` (default) is onnxruntime for an .onnx file, else torch.
-Both go through the same preprocessing, tiling, thresholds and outputs (nairstd.probability).
+exported .onnx file (`python -m nairstd export`), or a checkpoint exported in memory, one
+fixed-size graph per input size on first use (nairstd.onnx_sized: faster than one dynamic graph;
+the same checks as `export`); ``auto`` (default) is onnxruntime for an .onnx file, else torch.
+Both go through the same preprocessing, tiling, thresholds and outputs (nairstd.probability). A
+fixed-size .onnx file is not tiled at its own size (it was exported for whole frames).
 
 Safety: every input and its output name are resolved before anything is written, and an output
 that would land on an input file is refused. A file that cannot be read, processed or written is
@@ -49,7 +51,7 @@ from nairstd.data.preprocess import checkpoint_preprocessing
 from nairstd.grid import EIGHT_CONNECTED
 from nairstd.io import save_png, write_text
 from nairstd.models.traits import unwrap
-from nairstd.onnx_backend import BACKENDS, OnnxModel, is_onnx_file
+from nairstd.onnx_backend import BACKENDS, OnnxModel, ProbabilityModel, is_onnx_file
 from nairstd.operating import default_checkpoint, operating_point
 from nairstd.probability import (
     TILE,
@@ -271,11 +273,12 @@ def run_overlapped(
 
 
 def choose_backend(checkpoint: object, backend: str = "auto", classical: bool = False) -> str:
-    """ "torch" or "onnxruntime" for `checkpoint` under `--backend` (auto: onnxruntime for an
-    exported model, else torch); a combination that cannot run is a ValueError."""
+    """The backend that runs `checkpoint` under `--backend`: "torch" or "onnxruntime" (auto:
+    onnxruntime for an exported model, else torch); a combination that cannot run is a
+    ValueError."""
     if backend not in BACKENDS:
         raise ValueError(f"--backend {backend!r}: one of {', '.join(BACKENDS)}")
-    exported = isinstance(checkpoint, OnnxModel) or is_onnx_file(checkpoint)
+    exported = isinstance(checkpoint, ProbabilityModel) or is_onnx_file(checkpoint)
     if classical and backend == "onnxruntime":
         raise ValueError(f"--backend onnxruntime runs networks; {checkpoint} is a classical method")
     if exported and backend == "torch":
@@ -286,35 +289,29 @@ def choose_backend(checkpoint: object, backend: str = "auto", classical: bool = 
 
 
 def onnx_model(
-    checkpoint: str | os.PathLike | nn.Module | OnnxModel | None,
+    checkpoint: str | os.PathLike | nn.Module | ProbabilityModel | None,
     device: str | torch.device | None = "auto",
     log: Callable[[str], None] | None = None,
-) -> tuple[OnnxModel, dict]:
+) -> tuple[ProbabilityModel, dict]:
     """(model on onnxruntime, checkpoint-like dict) from an .onnx file, or from a checkpoint /
-    model exported in memory (dynamic size)."""
-    from nairstd.export import in_memory_onnx
+    torch model, exported in memory one fixed-size graph per input size (nairstd.onnx_sized)."""
+    from nairstd.onnx_sized import SizedOnnxModel
 
-    if isinstance(checkpoint, OnnxModel):
+    if isinstance(checkpoint, ProbabilityModel):
         return checkpoint, checkpoint.info
     if is_onnx_file(checkpoint):
         model = OnnxModel.load(checkpoint, device)
         return model, model.info
-    start = time.perf_counter()
     if isinstance(checkpoint, nn.Module):
         net, ckpt = unwrap(checkpoint), {}
     else:
         net, ckpt = load_model(checkpoint if checkpoint is not None else default_checkpoint())
-    model = OnnxModel.load(in_memory_onnx(net, ckpt), device)
-    if log is not None:
-        log(
-            f"exported the model to ONNX in memory ({time.perf_counter() - start:.1f} s; "
-            "`python -m nairstd export` writes it once)"
-        )
-    return model, {**ckpt, **model.info}
+    model = SizedOnnxModel(net, ckpt, device, log=log)
+    return model, model.info
 
 
 def predict_files(
-    checkpoint: str | os.PathLike | nn.Module | OnnxModel | None,
+    checkpoint: str | os.PathLike | nn.Module | ProbabilityModel | None,
     inputs: Iterable[str | os.PathLike],
     output_dir: str | os.PathLike,
     protocol: str | None = None,
@@ -346,10 +343,12 @@ def predict_files(
     if backend == "onnxruntime" and compile_mode == "on":
         raise ValueError("--compile on is for the torch backend (onnxruntime optimises by itself)")
     ckpt: dict | None = None
-    model: nn.Module | OnnxModel | None
+    model: nn.Module | ProbabilityModel | None
     if backend == "onnxruntime":
         model, ckpt = onnx_model(checkpoint, device, say)
         device = torch.device("cpu")  # frames reach onnxruntime as numpy arrays
+        if isinstance(model, OnnxModel) and model.input_hw is not None and tile:
+            tile = max(tile, *model.input_hw)  # whole frames of the size it was exported for
     elif classical is not None:
         device = resolve_device(device)
         model = None  # a training-free method: maps come from `classical(image)`

@@ -309,6 +309,32 @@ def test_predict_backend_onnxruntime_on_a_checkpoint(detector_checkpoint, frames
     _same_outputs(tmp_path / "torch", tmp_path / "onnxruntime")
 
 
+def test_fixed_size_graphs_per_input_size_then_the_dynamic_one(monkeypatch):
+    """`predict --backend onnxruntime` on a checkpoint: one fixed-size graph per input size,
+    exported on first use; past MAX_SIZES sizes the dynamic graph serves the rest."""
+    from conftest import LocalNet
+
+    from nairstd import onnx_sized
+
+    monkeypatch.setattr(onnx_sized, "MAX_SIZES", 2)
+    net = LocalNet().eval()
+    logged = []
+    model = onnx_sized.SizedOnnxModel(net, {"threshold": 0.3}, "cpu", log=logged.append)
+    assert model.info["threshold"] == 0.3 and model.info["protocol"] == "native"
+    rng = np.random.default_rng(0)
+    for hw in ((20, 30), (20, 30), (16, 16), (24, 40), (12, 8)):
+        x = rng.standard_normal(hw, dtype=np.float32)
+        with torch.inference_mode():
+            want = torch.sigmoid(net(torch.from_numpy(x)[None, None]))[0, 0].numpy()
+        assert np.abs(model.probability(x) - want).max() <= TOLERANCE
+    assert sorted(model.graphs) == [(16, 16), (20, 30)] and model.dynamic is not None
+    assert [line.split(" graph")[0] for line in logged] == [
+        "onnxruntime: exported a 30x20",
+        "onnxruntime: exported a 16x16",
+        "onnxruntime: exported the dynamic",
+    ]
+
+
 def test_predict_backend_errors(detector_checkpoint, frames, tmp_path, capsys):
     checkpoint = detector_checkpoint
     onnx_file = tmp_path / "fixed.onnx"

@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         default=list(predict_module.MODES),
         choices=predict_module.MODES,
-        help="torch eager, torch compiled, onnxruntime (default: all three)",
+        help="torch eager, torch compiled, onnxruntime (one dynamic graph), onnxruntime-fixed "
+        "(a fixed-size graph per input size; default: all four)",
     )
     q.add_argument("--n", type=int, default=10, help="timed rounds / images per size")
     q.add_argument(

@@ -2,16 +2,18 @@
 [--modes eager compiled onnxruntime] [--sizes 640x512 1920x1080]`.
 
 For every frame size, each model under each mode side by side: torch eager, torch compiled
-(`torch.compile`) and onnxruntime (the model exported in memory at a dynamic size,
-`nairstd.export`): the forward pass alone (`predict_probability`: standardise, forward, sigmoid,
+(`torch.compile`, one graph per input size), onnxruntime (one graph for every size, as `export`
+writes by default and `predict --checkpoint model.onnx` runs it) and onnxruntime-fixed (one
+fixed-size graph per input size, exported on first use: `predict --backend onnxruntime` on a
+checkpoint, `nairstd.onnx_sized`): the forward pass alone (`predict_probability`: standardise, forward, sigmoid,
 tiles above 1024 px; as frames/s and megapixels/s) and `predict` end to end (read the file, run
 the model, write the probability PNG, label the detections; reading and writing overlap the model
 in threads) on generated 8-bit images, with untrained models of the given size, plus the best time
 of each of those steps alone. With `detector` among the models, each other model's forward
 time over the detector's (na_irstd / detector) under every mode.
 
-Timing on a shared machine: after each configuration's first call (which compiles, or builds the
-onnxruntime session's buffers), the forward passes run interleaved, one per configuration per
+Timing on a shared machine: after each configuration's first call (which compiles, exports the
+fixed-size graphs, or sizes the onnxruntime session's buffers), the forward passes run interleaved, one per configuration per
 round for N rounds, so every configuration sees the same load; best and median of N are kept.
 """
 
@@ -76,7 +78,7 @@ def _phases_ms(model, folder: Path, protocol: str, device: str) -> dict[str, flo
     return best
 
 
-MODES = ("eager", "compiled", "onnxruntime")
+MODES = ("eager", "compiled", "onnxruntime", "onnxruntime-fixed")
 
 
 def _nets(models: dict[str, Any], mode: str, device: str) -> dict[str, Any]:
@@ -84,6 +86,7 @@ def _nets(models: dict[str, Any], mode: str, device: str) -> dict[str, Any]:
     from nairstd.compiling import compile_model
     from nairstd.export import in_memory_onnx
     from nairstd.onnx_backend import OnnxModel
+    from nairstd.onnx_sized import SizedOnnxModel
 
     if mode == "eager":
         return dict(models)
@@ -92,6 +95,11 @@ def _nets(models: dict[str, Any], mode: str, device: str) -> dict[str, Any]:
     if mode == "onnxruntime":
         return {  # exported from a CPU copy: the torch models stay on their device
             name: OnnxModel.load(in_memory_onnx(copy.deepcopy(m).cpu(), {"model": name}), device)
+            for name, m in models.items()
+        }
+    if mode == "onnxruntime-fixed":
+        return {
+            name: SizedOnnxModel(copy.deepcopy(m).cpu(), {"model": name}, device)
             for name, m in models.items()
         }
     raise ValueError(f"unknown mode {mode!r}; one of {', '.join(MODES)}")
@@ -150,7 +158,7 @@ def bench_predict(
                 "device": device,
                 "threads": torch.get_num_threads(),
                 "load_1min": os.getloadavg()[0],
-                "prepare_s": prepare[mode],  # compile_model / export + session, per model
+                "prepare_s": prepare[mode],  # compile_model / dynamic export + session, per model
                 "first_call_s": first[(name, mode)],
                 "forward_ms": 1000 * best,
                 "forward_median_ms": 1000 * float(np.median(times[(name, mode)])),
@@ -219,13 +227,13 @@ def format_rows(rows: list[dict]) -> str:
     lines = [
         f"predict ({r0['size']}), {r0['protocol']}, {r0['device']} x {r0['threads']} threads, "
         f"forward best / median of {r0['images']} interleaved rounds; load {r0['load_1min']:.2f}",
-        f"{'frame':>10} {'model':>9} {'mode':>11} {'fwd ms':>8} {'median':>8} {'frames/s':>9} "
+        f"{'frame':>10} {'model':>9} {'mode':>17} {'fwd ms':>8} {'median':>8} {'frames/s':>9} "
         f"{'MP/s':>7} {'e2e img/s':>10} {'1st call s':>10} {'prepare s':>9}",
     ]
     for r in rows:
         e2e = "-" if r["images_per_s"] is None else f"{r['images_per_s']:.2f}"
         lines.append(
-            f"{r['image']:>10} {r['model']:>9} {r['mode']:>11} {r['forward_ms']:8.1f} "
+            f"{r['image']:>10} {r['model']:>9} {r['mode']:>17} {r['forward_ms']:8.1f} "
             f"{r['forward_median_ms']:8.1f} {r['forward_frames_per_s']:9.2f} "
             f"{r['forward_megapixels_per_s']:7.2f} {e2e:>10} {r['first_call_s']:10.1f} "
             f"{r['prepare_s']:9.1f}"
