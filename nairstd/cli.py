@@ -1,7 +1,8 @@
 """Command line: `python -m nairstd VERB ...` (also installed as `nairstd`).
 
 Verbs: data stats | data synth | data hard | score | bench | train | eval | predict | calibrate |
-ood | import-weights | reference run | reference status | reference throughput | profiles.
+export | ood | import-weights | reference run | reference status | reference throughput |
+profiles.
 Every bad input (a missing or unreadable file, a bad option value, an unusable checkpoint or
 output folder) prints one line `error: ...` and exits with status 2: option values are checked by
 argparse types, and everything else is turned into that line in one place, `main`. What each
@@ -17,6 +18,7 @@ import warnings
 from nairstd import commands
 from nairstd.compiling import COMPILE_CHOICES, COMPILE_HELP
 from nairstd.data.images import DataError
+from nairstd.onnx_backend import BACKENDS
 from nairstd.profiles import DEFAULT_PROFILE, PROFILES
 from nairstd.protocols import NATIVE, PROTOCOLS, RESIZE256
 
@@ -44,6 +46,20 @@ def _int_at_least(low: int):
 
 positive = _int_at_least(1)
 non_negative = _int_at_least(0)
+
+
+def frame_size(text: str) -> tuple[int, int]:
+    """'WIDTHxHEIGHT' (e.g. 640x512, as `bench predict --sizes`) -> (height, width)."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT, e.g. 640x512") from None
+    if w < 1 or h < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: width and height must be >= 1")
+    return h, w
+
+
+frame_size.__name__ = "WIDTHxHEIGHT"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -242,8 +258,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pred.add_argument(
         "--checkpoint",
-        help="checkpoint file, run folder, or a classical method (tophat, mpcm, pstnn, nram); "
-        "default: the shipped na_irstd (nairstd/pretrained/MODEL_CARD.md)",
+        help="checkpoint file, run folder, exported .onnx file (python -m nairstd export), or a "
+        "classical method (tophat, mpcm, pstnn, nram); default: the shipped na_irstd "
+        "(nairstd/pretrained/MODEL_CARD.md)",
+    )
+    pred.add_argument(
+        "--backend",
+        default="auto",
+        choices=BACKENDS,
+        help="torch, or onnxruntime (an .onnx file, or a checkpoint exported in memory first); "
+        "auto (default): onnxruntime for an .onnx file, else torch",
     )
     pred.add_argument("--input", required=True, nargs="+", help="image files and/or folders")
     pred.add_argument("--output", required=True, help="output folder")
@@ -312,6 +336,28 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--device", default="auto", help="auto (default), cpu, cuda")
     cal.add_argument("--json", action="store_true", help="print the recorded evidence as JSON")
     cal.set_defaults(func=commands.calibrate)
+    exp = verbs.add_parser(
+        "export",
+        help="export a checkpoint to ONNX (predict --checkpoint model.onnx runs it on onnxruntime)",
+        description="Write the model (padding, native branch, Top-K selection, sigmoid) as one "
+        "ONNX graph with the checkpoint's protocol, threshold, preprocessing, model name and "
+        "commit in its metadata; checked with onnx.checker and against PyTorch on onnxruntime "
+        "before it is written. What cannot be exported is refused, naming the operator.",
+    )
+    exp.add_argument(
+        "--checkpoint", help="checkpoint file or run folder (default: the shipped na_irstd)"
+    )
+    exp.add_argument("--format", default="onnx", choices=["onnx"], help="onnx (default)")
+    exp.add_argument("--out", required=True, help="the .onnx file to write")
+    shape = exp.add_mutually_exclusive_group()
+    shape.add_argument(
+        "--size",
+        type=frame_size,
+        metavar="WxH",
+        help="one fixed network input size, WIDTHxHEIGHT as in bench (e.g. 640x512)",
+    )
+    shape.add_argument("--dynamic", action="store_true", help="any input size (the default)")
+    exp.set_defaults(func=commands.export)
 
     imp = verbs.add_parser(
         "import-weights",
@@ -423,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = lambda message, category, *a, **k: f"warning: {message}\n"
     try:
         threads = env_threads()
-        if threads is not None and args.verb in ("eval", "predict", "bench", "calibrate"):
+        if threads is not None and args.verb in ("eval", "predict", "bench", "calibrate", "export"):
             import torch
 
             # Same override the training runs honour (0: torch's default).

@@ -357,6 +357,7 @@ def predict(args: argparse.Namespace) -> int:
         tile=args.tile,
         compile_mode=args.compile,
         threshold=args.threshold,
+        backend=args.backend,
     )
     n = len(result.written)
     print(
@@ -420,6 +421,22 @@ def calibrate(args: argparse.Namespace) -> int:
     for note in result.notes:
         print(note)
     print(f"-> {result.out} (from {cal['source_checkpoint']}, sha256 {cal['source_sha256'][:12]})")
+    return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    """Export a checkpoint to ONNX (nairstd.export), checked before it is written."""
+    from nairstd.export import export_checkpoint
+
+    report = export_checkpoint(args.checkpoint, args.out, args.size, args.format)
+    meta = report["metadata"]
+    checks = ", ".join(f"{r['size']} {r['max_abs_diff']:.1e}" for r in report["verified"])
+    print(
+        f"{meta['model']} ({meta['size']}) -> {report['path']}: ONNX opset {meta['opset']}, "
+        f"input {report['input']}, {report['nodes']} nodes, {report['bytes'] / 1e6:.1f} MB; "
+        f"protocol {meta['protocol']}, threshold {meta['threshold']}; onnx.checker passed; "
+        f"onnxruntime vs PyTorch max abs difference {checks} ({report['seconds']:.1f} s)"
+    )
     return 0
 
 

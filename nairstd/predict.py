@@ -17,6 +17,13 @@ Under ``native`` an image larger than `tile` px on a side is run in overlapping 
 resolution (each window keeps only its core; the margin around it gives every kept pixel its
 context), so memory stays bounded at any image size.
 
+Backends (`backend`, `--backend`): ``torch`` runs the model in PyTorch; ``onnxruntime`` runs an
+exported .onnx file (`python -m nairstd export`), or a checkpoint exported in memory, one
+fixed-size graph per input size on first use (nairstd.onnx_sized: faster than one dynamic graph;
+the same checks as `export`); ``auto`` (default) is onnxruntime for an .onnx file, else torch.
+Both go through the same preprocessing, tiling, thresholds and outputs (nairstd.probability). A
+fixed-size .onnx file is not tiled at its own size (it was exported for whole frames).
+
 Safety: every input and its output name are resolved before anything is written, and an output
 that would land on an input file is refused. A file that cannot be read, processed or written is
 reported (naming it) and skipped; the others are processed, and detections.csv is written for the
@@ -45,6 +52,7 @@ from nairstd.data.preprocess import checkpoint_preprocessing
 from nairstd.grid import EIGHT_CONNECTED
 from nairstd.io import InputFiles, save_png, write_text
 from nairstd.models.traits import unwrap
+from nairstd.onnx_backend import BACKENDS, OnnxModel, ProbabilityModel, is_onnx_file
 from nairstd.operating import calibration_note, default_checkpoint, operating_point
 from nairstd.probability import (
     TILE,
@@ -274,8 +282,46 @@ def run_overlapped(
         finish_write()
 
 
+def choose_backend(checkpoint: object, backend: str = "auto", classical: bool = False) -> str:
+    """The backend that runs `checkpoint` under `--backend`: "torch" or "onnxruntime" (auto:
+    onnxruntime for an exported model, else torch); a combination that cannot run is a
+    ValueError."""
+    if backend not in BACKENDS:
+        raise ValueError(f"--backend {backend!r}: one of {', '.join(BACKENDS)}")
+    exported = isinstance(checkpoint, ProbabilityModel) or is_onnx_file(checkpoint)
+    if classical and backend == "onnxruntime":
+        raise ValueError(f"--backend onnxruntime runs networks; {checkpoint} is a classical method")
+    if exported and backend == "torch":
+        raise ValueError(f"{checkpoint}: an ONNX file runs on --backend onnxruntime (or auto)")
+    if backend == "auto":
+        return "onnxruntime" if exported else "torch"
+    return backend
+
+
+def onnx_model(
+    checkpoint: str | os.PathLike | nn.Module | ProbabilityModel | None,
+    device: str | torch.device | None = "auto",
+    log: Callable[[str], None] | None = None,
+) -> tuple[ProbabilityModel, dict]:
+    """(model on onnxruntime, checkpoint-like dict) from an .onnx file, or from a checkpoint /
+    torch model, exported in memory one fixed-size graph per input size (nairstd.onnx_sized)."""
+    from nairstd.onnx_sized import SizedOnnxModel
+
+    if isinstance(checkpoint, ProbabilityModel):
+        return checkpoint, checkpoint.info
+    if is_onnx_file(checkpoint):
+        model = OnnxModel.load(checkpoint, device)
+        return model, model.info
+    if isinstance(checkpoint, nn.Module):
+        net, ckpt = unwrap(checkpoint), {}
+    else:
+        net, ckpt = load_model(checkpoint if checkpoint is not None else default_checkpoint())
+    model = SizedOnnxModel(net, ckpt, device, log=log)
+    return model, model.info
+
+
 def predict_files(
-    checkpoint: str | os.PathLike | nn.Module | None,
+    checkpoint: str | os.PathLike | nn.Module | ProbabilityModel | None,
     inputs: Iterable[str | os.PathLike],
     output_dir: str | os.PathLike,
     protocol: str | None = None,
@@ -285,6 +331,7 @@ def predict_files(
     tile: int | None = None,
     compile_mode: str = "off",
     threshold: float | None = None,
+    backend: str = "auto",
 ) -> PredictResult:
     """Predict every input image; write `<stem>.png` maps and `detections.csv` to output_dir.
 
@@ -296,23 +343,33 @@ def predict_files(
     compile_mode (auto, on, off): torch.compile the model, see nairstd.compiling.
     checkpoint None: the shipped na_irstd (nairstd/pretrained). protocol / threshold None: what
     the checkpoint records (nairstd.operating), else native / 0.5.
+    backend: auto, torch or onnxruntime (`choose_backend`); onnxruntime takes `device` as its
+    execution provider and never compiles (`compile_mode` "on" is refused).
     """
     say = log or (lambda line: print(line, file=sys.stderr, flush=True))
     tile = TILE if tile is None else tile
-    device = resolve_device(device)
     classical = classical_method(checkpoint) if isinstance(checkpoint, str) else None
-    prep = checkpoint_preprocessing(None)
+    backend = choose_backend(checkpoint, backend, classical is not None)
+    if backend == "onnxruntime" and compile_mode == "on":
+        raise ValueError("--compile on is for the torch backend (onnxruntime optimises by itself)")
     ckpt: dict | None = None
-    if checkpoint is None:
-        checkpoint = default_checkpoint()
-    if classical is not None:
+    model: nn.Module | ProbabilityModel | None
+    if backend == "onnxruntime":
+        model, ckpt = onnx_model(checkpoint, device, say)
+        device = torch.device("cpu")  # frames reach onnxruntime as numpy arrays
+        if isinstance(model, OnnxModel) and model.input_hw is not None and tile:
+            tile = max(tile, *model.input_hw)  # whole frames of the size it was exported for
+    elif classical is not None:
+        device = resolve_device(device)
         model = None  # a training-free method: maps come from `classical(image)`
     elif isinstance(checkpoint, nn.Module):
+        device = resolve_device(device)
         model = unwrap(checkpoint).to(device).eval()
     else:
-        model, ckpt = load_model(checkpoint, device)
-        prep = checkpoint_preprocessing(ckpt)  # e.g. imported peer weights: /255 at 256x256
-        size = int(prep["input_size"] or size)
+        device = resolve_device(device)
+        model, ckpt = load_model(checkpoint or default_checkpoint(), device)
+    prep = checkpoint_preprocessing(ckpt)  # e.g. imported peer weights: /255 at 256x256
+    size = int(prep["input_size"] or size)
     note = calibration_note(ckpt, protocol, threshold)
     protocol, threshold = operating_point(ckpt, protocol, threshold)
     out = prepare_output(output_dir)
@@ -321,7 +378,8 @@ def predict_files(
     InputFiles(files).refuse(out / "detections.csv")
     if note:
         say(note)
-    if model is not None and should_compile(compile_mode, len(plan), device):
+    compilable = model is not None and backend == "torch"
+    if compilable and should_compile(compile_mode, len(plan), device):
         say(f"compiling the model for {len(plan)} images (--compile {compile_mode})")
         model = compile_model(model)
     result = PredictResult(out, failures=failures + unsafe)

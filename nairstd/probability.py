@@ -1,6 +1,9 @@
 """Probability maps of one image: a network under a protocol (tiled at native resolution so
 memory stays bounded at any size) or a training-free method under the same protocols.
 `nairstd.predict` runs these over a user's files; `eval`, `sweep` and the benchmarks call them too.
+The network is a torch model or an exported one on onnxruntime (a
+`nairstd.onnx_backend.ProbabilityModel`): both go through the same preprocessing, tiling and
+resizing here.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from torch import nn
 from nairstd.data.images import resize_image
 from nairstd.data.preprocess import checkpoint_preprocessing, normalize_image, resize_input
 from nairstd.models.traits import unwrap
+from nairstd.onnx_backend import ProbabilityModel
 from nairstd.protocols import NATIVE, PROTOCOLS, RESIZE256
 
 # Tiled inference: windows of at most TILE px a side, each keeping its core (TILE - 2 MARGIN).
@@ -32,7 +36,11 @@ def _standardized(image: np.ndarray) -> np.ndarray:
     return x
 
 
-def _forward_prob(net: nn.Module, x: np.ndarray, device: torch.device | str) -> np.ndarray:
+def _forward_prob(
+    net: nn.Module | ProbabilityModel, x: np.ndarray, device: torch.device | str
+) -> np.ndarray:
+    if isinstance(net, ProbabilityModel):  # an exported graph: it holds the sigmoid
+        return net.probability(x)
     t = torch.from_numpy(np.ascontiguousarray(x))[None, None].to(device)
     return torch.sigmoid(net(t).float())[0, 0].cpu().numpy()
 
@@ -65,7 +73,7 @@ def tile_windows(
 
 @torch.inference_mode()
 def predict_probability(
-    model: nn.Module,
+    model: nn.Module | ProbabilityModel,
     image: np.ndarray,
     protocol: str = NATIVE,
     size: int = 256,

@@ -50,7 +50,18 @@ def test_bench_predict_runs(capsys, monkeypatch):
 
     # dynamo traces the model, the "eager" backend skips code generation (seconds, not a minute)
     monkeypatch.setenv("NAIRSTD_COMPILE_BACKEND", "eager")
-    assert main(["predict", "--n", "2", "--sizes", "80x64", "64x48"]) == 0
-    out = capsys.readouterr().out
-    assert "80x64 eager" in " ".join(out.split()) and "64x48 compiled" in " ".join(out.split())
-    assert "MP/s" in out and "compiled forward is" in out
+    argv = ["predict", "--n", "2", "--sizes", "80x64", "64x48", "--modes", "eager", "compiled"]
+    assert main(argv) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "80x64 na_irstd eager" in out and "64x48 na_irstd compiled" in out
+    assert "MP/s" in out and "na_irstd: compiled forward is" in out
+
+
+def test_bench_predict_onnxruntime_and_the_model_ratio(capsys):
+    from nairstd.bench import main
+
+    argv = "predict --n 2 --sizes 64x48 --model detector na_irstd --modes eager onnxruntime"
+    assert main([*argv.split(), "--no-end-to-end"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "64x48 detector onnxruntime" in out and "na_irstd: onnxruntime forward is" in out
+    assert "64x48 na_irstd / detector forward: eager" in out and ", onnxruntime " in out

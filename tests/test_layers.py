@@ -7,7 +7,8 @@ Layers, lowest first (README, Layout):
 1. data: data/ (datasets, images, splits, synthetic sets, IRSTD-Hard)
 2. models: losses, models/ (registry first: it imports no model), baselines/, zoo (builds any
    model by name; the only module that imports every model)
-3. evaluation: train/checkpoint, train/evaluate, predict, score, weights, calibrate
+3. evaluation: train/checkpoint, train/evaluate, predict, score, weights, calibrate,
+   onnx_backend, export, onnx_sized
 4. training: train/ (config, runs, loop, ddp and the package's re-exports)
 5. tools: bench/, gpu_check, tables, plots, widgets
 6. reproduce: reproduce/ (one module per notebook), report
@@ -68,6 +69,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "nairstd.ood",
             "nairstd.weights",
             "nairstd.calibrate",
+            "nairstd.onnx_backend",
+            "nairstd.export",
+            "nairstd.onnx_sized",
         ),
     ),
     ("training", ("nairstd.train", "nairstd.train.*")),

@@ -2,7 +2,8 @@
 methods, the data generator.
 
 `bench.models` (parameters, FLOPs, latency, training throughput), `bench.ops` (per-stage and
-per-op profile), `bench.predict` (eager vs compiled detection throughput), `bench.classical`
+per-op profile), `bench.predict` (eager vs compiled vs onnxruntime detection throughput),
+`bench.parity` (onnxruntime vs PyTorch on real frames), `bench.classical`
 (seconds per image), `bench.synthetic` (generator images/s) and `bench.cli` (the command line).
 """
 

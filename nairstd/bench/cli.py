@@ -2,8 +2,9 @@
 `python -m nairstd.bench`; training throughput: `python -m nairstd reference throughput`).
 
 `model`: parameters, FLOPs, latency and training throughput per variant (`bench.models`), or with
-`--profile-ops` where the time goes (`bench.ops`); `predict`: eager vs compiled detection
-throughput (`bench.predict`); `classical`: seconds per image of each classical method;
+`--profile-ops` where the time goes (`bench.ops`); `predict`: torch eager vs compiled vs
+onnxruntime detection throughput (`bench.predict`); `parity`: onnxruntime vs PyTorch on real
+frames (`bench.parity`); `classical`: seconds per image of each classical method;
 `synthetic`: images/s of the synthetic-data generator.
 """
 
@@ -11,9 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 import torch
 
+from nairstd.bench import parity as parity_module
 from nairstd.bench import predict as predict_module
 from nairstd.bench.models import DEFAULT_VARIANTS, bench_models, tune_malloc
 from nairstd.bench.ops import format_profile, profile_ops
@@ -24,11 +27,11 @@ from nairstd.zoo import list_models
 
 
 def _predict(args: argparse.Namespace) -> int:
-    modes = ("eager",) if args.compile == "off" else ("eager", "compiled")
+    modes = tuple(m for m in args.modes if not (m == "compiled" and args.compile == "off"))
     tune_malloc()  # as `predict` does
     rows = bench_predict(
         args.size,
-        args.model,
+        tuple(args.model),
         args.n,
         tuple(args.sizes),
         args.protocol,
@@ -86,12 +89,26 @@ def main(argv: list[str] | None = None) -> int:
     )
     q = sub.add_parser(
         "predict",
-        help="eager vs compiled frames/s and MP/s of predict (see --help)",
+        help="torch eager vs compiled vs onnxruntime frames/s and MP/s of predict (see --help)",
         description=predict_module.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     q.add_argument("--size", default="tiny", choices=["tiny", "base"])
-    q.add_argument("--model", default="na_irstd")
-    q.add_argument("--n", type=int, default=10, help="timed forwards / images per size")
+    q.add_argument(
+        "--model",
+        nargs="+",
+        default=["na_irstd"],
+        help="model(s) (default na_irstd; with detector too: the ratio to it under each mode)",
+    )
+    q.add_argument(
+        "--modes",
+        nargs="+",
+        default=list(predict_module.MODES),
+        choices=predict_module.MODES,
+        help="torch eager, torch compiled, onnxruntime (one dynamic graph), onnxruntime-fixed "
+        "(a fixed-size graph per input size; default: all four)",
+    )
+    q.add_argument("--n", type=int, default=10, help="timed rounds / images per size")
     q.add_argument(
         "--sizes",
         nargs="+",
@@ -105,10 +122,31 @@ def main(argv: list[str] | None = None) -> int:
         "--compile",
         default="auto",
         choices=COMPILE_CHOICES,
-        help="auto/on (default auto): eager and compiled side by side; off: eager only",
+        help="auto/on (default auto): compiled among the modes; off: leave it out",
     )
     q.add_argument("--no-end-to-end", action="store_true", help="forward timings only")
     q.add_argument("--json", action="store_true")
+    r = sub.add_parser(
+        "parity",
+        help="onnxruntime vs PyTorch on a test split: probabilities and detections (see --help)",
+        description=parity_module.__doc__,
+    )
+    r.add_argument(
+        "--checkpoint",
+        nargs="+",
+        help="checkpoint files or run folders (default: the shipped na_irstd and detector)",
+    )
+    r.add_argument("--dataset", default="SIRST", help="whose test split (default SIRST)")
+    r.add_argument(
+        "--sizes",
+        nargs="+",
+        default=list(parity_module.SIZES),
+        choices=list(parity_module.SIZES),
+        help="native and/or rescaled frame sizes (default: all three)",
+    )
+    r.add_argument("--limit", type=int, help="first N test frames only")
+    r.add_argument("--data-root", help="extra dataset folder(s)")
+    r.add_argument("--json", action="store_true")
     s = sub.add_parser("synthetic", help="images/s of the synthetic-data generator (one core)")
     s.add_argument("--n", type=int, default=200, help="images to generate")
     c = sub.add_parser("classical", help="seconds per 256x256 image of each classical method")
@@ -116,7 +154,21 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args(argv)
     if args.what == "predict":
+        unknown = sorted(set(args.model) - set(list_models()))
+        if unknown:
+            parser.error(f"unknown models {unknown}; registered: {list_models()}")
         return _predict(args)
+    if args.what == "parity":
+        rows = parity_module.parity(
+            args.checkpoint,
+            args.dataset,
+            tuple(args.sizes),
+            args.limit,
+            args.data_root,
+            log=lambda line: print(line, file=sys.stderr, flush=True),
+        )
+        print(json.dumps(rows, indent=2) if args.json else parity_module.format_rows(rows))
+        return 0
     if args.what == "synthetic":
         from nairstd.bench.synthetic import format_rate, generator_rate
 

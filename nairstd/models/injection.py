@@ -43,12 +43,27 @@ def scatter_windows(f: Tensor, g: Tensor, b: Tensor, r: Tensor, c: Tensor, windo
     """Out-of-place inverse of `gather_windows`: a copy of f with windows (b, r, c) set to g.
 
     clone() keeps f's memory format, so untouched values and the layout are bit-identical.
+    Under tracing (ONNX export) the windows are written by an out-of-place `index_put` instead:
+    the exporter drops an in-place write into a view of a view, which would silently cut the
+    whole native branch out of the exported graph.
     """
-    out = f.clone()
     M, _, C = g.shape
-    g = g.to(out.dtype).reshape(M, window, window, C).permute(0, 3, 1, 2)  # dtype: AMP safety
+    g = g.to(f.dtype).reshape(M, window, window, C).permute(0, 3, 1, 2)  # dtype: AMP safety
+    if torch.jit.is_tracing():
+        return _scatter_out_of_place(f, g, b, r, c, window)
+    out = f.clone()
     _windows6d(out, window)[b, :, r, :, c, :] = g
     return out
+
+
+def _scatter_out_of_place(
+    f: Tensor, g: Tensor, b: Tensor, r: Tensor, c: Tensor, window: int
+) -> Tensor:
+    """`scatter_windows` as one out-of-place index_put on (B, rows, cols, C, w, w) (ScatterND)."""
+    B, C, H, W = f.shape
+    cells = _windows6d(f, window).permute(0, 2, 4, 1, 3, 5)
+    cells = cells.index_put((b, r, c), g)
+    return cells.permute(0, 3, 1, 4, 2, 5).reshape(B, C, H, W)
 
 
 class InjectionBlock(nn.Module):

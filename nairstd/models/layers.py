@@ -184,10 +184,15 @@ def pad_to_multiple(x: Tensor, multiple: int, mode: str = "zeros") -> Tensor:
     image is smaller than the pad (reflect needs pad < size). The baselines pad with "replicate":
     they respond to local contrast, and a zero border next to a bright sky would be a strong
     artificial edge.
+
+    Under tracing (ONNX export) the pad amounts are traced values and the pad always runs (by
+    zero where the size is a multiple already): a Python shortcut would freeze the traced size's
+    choice into a graph that serves other sizes. (The reflect/replicate choice stays frozen:
+    `nairstd.export` refuses a size-independent graph of a "reflect" model.)
     """
     H, W = x.shape[-2:]
     ph, pw = pad_amount(H, W, multiple)
-    if ph == 0 and pw == 0:
+    if not torch.jit.is_tracing() and ph == 0 and pw == 0:
         return x
     if mode == "zeros":
         return F.pad(x, (0, pw, 0, ph))

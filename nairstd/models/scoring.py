@@ -31,8 +31,12 @@ class ScoringMLP(nn.Module):
         return self.mlp(self.norm(tokens)).squeeze(-1)
 
 
-def k_for(n_patches: int, top_k: int | float) -> int:
-    """Number of selected patches: a fixed int K, or a fraction of N (float in (0, 1]), in [1, N]."""
+def k_for(n_patches: int | Tensor, top_k: int | float) -> int | Tensor:
+    """Number of selected patches: a fixed int K, or a fraction of N (float in (0, 1]), in [1, N].
+
+    Under tracing (ONNX export) `n_patches` is a traced 0-d tensor and so is the result: min(K, N)
+    stays in the graph, so one exported graph selects min(K, N) patches at every input size.
+    """
     if isinstance(top_k, bool):
         raise TypeError("top_k must be an int or a float fraction, not bool")
     if isinstance(top_k, int):
@@ -45,15 +49,23 @@ def k_for(n_patches: int, top_k: int | float) -> int:
         k = math.ceil(top_k * n_patches)
     else:
         raise TypeError(f"top_k must be int or float, got {type(top_k).__name__}")
+    if isinstance(n_patches, Tensor):
+        if isinstance(top_k, float):
+            return torch.ceil(n_patches * top_k).long().clamp(min=1).minimum(n_patches)
+        return n_patches.clamp(min=1, max=k)
     return max(1, min(k, n_patches))
 
 
-def select_top_k(scores: Tensor, k: int) -> Tensor:
+def select_top_k(scores: Tensor, k: int | Tensor) -> Tensor:
     """Indices (B, K) of the K highest scores per image, highest first (Eq. 3).
 
     Deterministic: a stable descending sort keeps tied patches in index order, so ties go to the
     lower index. No gradient flows through the indices (hard Top-K).
+    Under tracing (ONNX export) it is `topk` instead: exporters cannot write a stable sort, and
+    ONNX TopK breaks ties by the lower index too (checked against this sort in tests/test_export.py).
     """
+    if torch.jit.is_tracing():
+        return torch.topk(scores.detach(), k, dim=1, largest=True, sorted=True).indices
     order = torch.sort(scores.detach(), dim=1, descending=True, stable=True).indices
     return order[:, :k]
 
