@@ -346,14 +346,17 @@ def run_reference(
     print(lines[0], flush=True)
     if not todo:
         return lines
+    # One argument tuple for both paths: the workers record the launch commit, not HEAD at the
+    # time a unit starts (the bundles of the first reference launch recorded the latter).
+    unit_args = (root, data_root, runs_dir, device, commit)
     if workers <= 1:
         for unit in todo:
-            lines.append(run_unit(unit, root, data_root, runs_dir, device, commit))
+            lines.append(run_unit(unit, *unit_args))
             print(lines[-1], flush=True)
         return lines
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(min(workers, len(todo)), mp_context=context) as pool:
-        futures = {pool.submit(run_unit, u, root, data_root, runs_dir, device): u for u in todo}
+        futures = {pool.submit(run_unit, u, *unit_args): u for u in todo}
         for future in as_completed(futures):
             try:
                 lines.append(future.result())
