@@ -259,3 +259,62 @@ def test_a_field_added_later_at_its_default_does_not_make_a_bundle_stale(tmp_pat
     assert reference.stale_fields(bundle) == []
     bundle["configs"][0]["optim"] = "common"
     assert reference.stale_fields(bundle) == ["optim"]
+
+
+def test_sigterm_stops_the_workers_too(tmp_path):
+    """`reference run` stopped by SIGTERM (or Ctrl-C) ends its worker processes: before, they
+    trained on, orphaned."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    data = write_toolbox_dataset(tmp_path / "data", "tinyset", n=8, size=(64, 64)).parent
+    script = tmp_path / "long_reference.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import dataclasses
+            from nairstd.profiles import Budget
+            from nairstd.reproduce import reference
+            from nairstd.reproduce.reference import Unit
+            long = Budget(steps=100000, batch_size=2, crop_size=32, val_every=1000)
+            Unit.budget = lambda self: long
+            reference.CLAIM_ARMS["C1"] = (("detector", "detector_ds2"), ("tinyset",))
+            reference.run_reference(["C1"], workers=2, seeds=[0], doubled=False,
+                root={str(tmp_path / "results")!r}, data_root={str(data)!r},
+                runs_dir={str(tmp_path / "runs")!r})
+            """
+        )
+    )
+    # The spawned workers do not see the patch: they train the real 3200-step budget on the toy
+    # set, which keeps them busy well past the signal.
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=os.getcwd())
+    try:
+        children: list[str] = []
+        for _ in range(120):  # wait for both workers to start
+            time.sleep(0.5)
+            out = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
+            children = out.stdout.split()
+            if len(children) >= 3:  # two workers and the resource tracker
+                break
+        assert len(children) >= 2, "the workers did not start"
+        time.sleep(3)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        time.sleep(2)
+        alive = [c for c in children if os.path.exists(f"/proc/{c}") and _running(c)]
+        assert not alive, f"workers still running after SIGTERM: {alive}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _running(pid: str) -> bool:
+    try:
+        state = open(f"/proc/{pid}/stat").read().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

@@ -26,9 +26,12 @@ import json
 import os
 import platform
 import shutil
+import signal
 import tempfile
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -355,15 +358,42 @@ def run_reference(
             print(lines[-1], flush=True)
         return lines
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(min(workers, len(todo)), mp_context=context) as pool:
-        futures = {pool.submit(run_unit, u, *unit_args): u for u in todo}
-        for future in as_completed(futures):
-            try:
-                lines.append(future.result())
-            except Exception as err:  # one failed unit does not stop the others
-                lines.append(f"{futures[future].name}: FAILED: {type(err).__name__}: {err}")
-            print(lines[-1], flush=True)
+    pool = ProcessPoolExecutor(min(workers, len(todo)), mp_context=context)
+    try:
+        with _terminate_as_interrupt():
+            futures = {pool.submit(run_unit, u, *unit_args): u for u in todo}
+            for future in as_completed(futures):
+                try:
+                    lines.append(future.result())
+                except Exception as err:  # one failed unit does not stop the others
+                    lines.append(f"{futures[future].name}: FAILED: {type(err).__name__}: {err}")
+                print(lines[-1], flush=True)
+    except KeyboardInterrupt:
+        # Ctrl-C or SIGTERM: stop the workers too (they would train on, orphaned); their runs
+        # resume from the run cache at the next `reference run`.
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     return lines
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt in the main thread while the pool runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signum, _frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _prepare_data(units: list[Unit], data_root: str | None) -> None:
