@@ -228,6 +228,111 @@ class CalibrationResult:
     notes: list[str] = field(default_factory=list)  # plain lines for the user
 
 
+def check_inputs(
+    checkpoint: str | os.PathLike | None,
+    background: Iterable[str | os.PathLike],
+    max_false_per_frame: float,
+) -> tuple[Path, list[Path]]:
+    """(the checkpoint to calibrate, the frame files) after the checks every calibration makes:
+    a budget >= 0, a network (not a classical method), frames that exist."""
+    if not (math.isfinite(max_false_per_frame) and max_false_per_frame >= 0):
+        raise ValueError(f"--max-false-per-frame must be a number >= 0, got {max_false_per_frame}")
+    if isinstance(checkpoint, str) and classical_method(checkpoint) is not None:
+        raise DataError(
+            f"{checkpoint}: a classical method has no checkpoint to write a threshold into; "
+            "calibrate a network checkpoint"
+        )
+    source = Path(checkpoint) if checkpoint is not None else default_checkpoint()
+    files, failures = collect_inputs(background)
+    if failures:
+        raise DataError(failures[0][1])
+    return source, files
+
+
+def choose_threshold(
+    values: Sequence[float], thresholds: Sequence[float], budget: float, n_frames: int
+) -> int:
+    """Index of the lowest threshold within the budget; a ValueError (nothing is written) when
+    none is, giving the fewest false targets reached and where."""
+    best = lowest_within(values, budget)
+    if best is None:
+        fewest = int(np.argmin(values))
+        raise ValueError(
+            f"no threshold in {thresholds[0]}..{thresholds[-1]} keeps the false targets per frame "
+            f"within {budget} on these {n_frames} frames (fewest: "
+            f"{values[fewest]:.3f}, from threshold {thresholds[fewest]}); nothing written. "
+            "Check that the frames hold no target, or raise --max-false-per-frame"
+        )
+    return best
+
+
+def calibration_record(
+    ckpt: dict[str, Any],
+    files: Sequence[Path],
+    calib: Sequence[int],
+    curve: list[dict[str, float]],
+    best: int,
+    max_false_per_frame: float,
+    protocol: str,
+    tile: int,
+) -> dict[str, Any]:
+    """The evidence a calibrated checkpoint carries under `calibration` (its `holdout`,
+    `val_pd_at_threshold` and `most_false_targets` are filled in by the caller)."""
+    source_file = Path(ckpt["path"])
+    names = [files[i].name for i in calib]
+    return {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "frames": len(calib),
+        "frame_names": names,
+        "frames_sha256": names_sha256(names),
+        "max_false_per_frame": float(max_false_per_frame),
+        "threshold": curve[best]["threshold"],
+        "false_per_frame": curve[best]["false_per_frame"],
+        "rule": RULE,
+        "curve": curve,
+        "protocol": protocol,
+        "tile": tile,
+        "source_checkpoint": str(source_file),
+        "source_sha256": sha256_file(source_file),
+        "source_threshold": ckpt.get("threshold"),
+        "source_protocol": recorded_protocol(ckpt),
+        "val_pd_at_threshold": None,
+        "holdout": None,
+    }
+
+
+def holdout_check(
+    result: CalibrationResult,
+    files: Sequence[Path],
+    held: Sequence[int],
+    counts: np.ndarray,
+    best: int,
+    holdout: float,
+    seed: int,
+    thresholds: Sequence[float],
+) -> None:
+    """Record the held-out frames' curve in `result.calibration["holdout"]` (counts: every
+    frame's, by threshold) and warn when they exceed the budget at the chosen threshold."""
+    calibration, threshold = result.calibration, result.threshold
+    budget = calibration["max_false_per_frame"]
+    held_curve = _curve(counts[held], thresholds)
+    calibration["holdout"] = {
+        "fraction": holdout,
+        "seed": seed,
+        "frames": len(held),
+        "frame_names": [files[i].name for i in held],
+        "false_per_frame": held_curve[best]["false_per_frame"],
+        "curve": held_curve,
+    }
+    if held_curve[best]["false_per_frame"] > budget + 1e-12:
+        result.warnings.append(
+            f"the {len(held)} held-out frames raise {held_curve[best]['false_per_frame']:.3f} "
+            f"false targets per frame at threshold {threshold}, over the budget of "
+            f"{budget}: the calibration frames do not represent them (see the "
+            "frames with the most false targets); calibrate on more frames"
+        )
+
+
 def calibrate(
     checkpoint: str | os.PathLike | None,
     background: Iterable[str | os.PathLike],
@@ -244,17 +349,7 @@ def calibrate(
     """Calibrate `checkpoint` (None: the shipped na_irstd) on the target-free frames of
     `background` (files and folders) and write the calibrated copy to `out`; see the module.
     protocol None: the checkpoint's (as `predict`); tile None: predict's TILE."""
-    if not (math.isfinite(max_false_per_frame) and max_false_per_frame >= 0):
-        raise ValueError(f"--max-false-per-frame must be a number >= 0, got {max_false_per_frame}")
-    if isinstance(checkpoint, str) and classical_method(checkpoint) is not None:
-        raise DataError(
-            f"{checkpoint}: a classical method has no checkpoint to write a threshold into; "
-            "calibrate a network checkpoint"
-        )
-    source = Path(checkpoint) if checkpoint is not None else default_checkpoint()
-    files, failures = collect_inputs(background)
-    if failures:
-        raise DataError(failures[0][1])
+    source, files = check_inputs(checkpoint, background, max_false_per_frame)
     calib, held = split_holdout(len(files), holdout, seed)
     device = resolve_device(device)
     model, ckpt = load_model(source, device)
@@ -271,56 +366,17 @@ def calibrate(
     counts = frame_counts(infer, files, thresholds, log)
     curve = _curve(counts[calib], thresholds)
     values = [row["false_per_frame"] for row in curve]
-    best = lowest_within(values, max_false_per_frame)
-    if best is None:
-        fewest = int(np.argmin(values))
-        raise ValueError(
-            f"no threshold in {thresholds[0]}..{thresholds[-1]} keeps the false targets per frame "
-            f"within {max_false_per_frame} on these {len(calib)} frames (fewest: "
-            f"{values[fewest]:.3f}, from threshold {thresholds[fewest]}); nothing written. "
-            "Check that the frames hold no target, or raise --max-false-per-frame"
-        )
+    best = choose_threshold(values, thresholds, max_false_per_frame, len(calib))
     threshold = float(thresholds[best])
-    names = [files[i].name for i in calib]
     points = recorded_val_pd(ckpt)
     pd = val_pd_at(points, threshold)
-    calibration: dict[str, Any] = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "frames": len(calib),
-        "frame_names": names,
-        "frames_sha256": names_sha256(names),
-        "max_false_per_frame": float(max_false_per_frame),
-        "threshold": threshold,
-        "false_per_frame": values[best],
-        "rule": RULE,
-        "curve": curve,
-        "protocol": protocol,
-        "tile": tile,
-        "source_checkpoint": str(source_file),
-        "source_sha256": sha256_file(source_file),
-        "source_threshold": ckpt.get("threshold"),
-        "source_protocol": recorded_protocol(ckpt),
-        "val_pd_at_threshold": pd,
-        "holdout": None,
-    }
+    calibration = calibration_record(
+        ckpt, files, calib, curve, best, max_false_per_frame, protocol, tile
+    )
+    calibration["val_pd_at_threshold"] = pd
     result = CalibrationResult(Path(out), threshold, calibration)
     if held:
-        held_curve = _curve(counts[held], thresholds)
-        calibration["holdout"] = {
-            "fraction": holdout,
-            "seed": seed,
-            "frames": len(held),
-            "frame_names": [files[i].name for i in held],
-            "false_per_frame": held_curve[best]["false_per_frame"],
-            "curve": held_curve,
-        }
-        if held_curve[best]["false_per_frame"] > max_false_per_frame + 1e-12:
-            result.warnings.append(
-                f"the {len(held)} held-out frames raise {held_curve[best]['false_per_frame']:.3f} "
-                f"false targets per frame at threshold {threshold}, over the budget of "
-                f"{max_false_per_frame}: the calibration frames do not represent them (see the "
-                "frames with the most false targets); calibrate on more frames"
-            )
+        holdout_check(result, files, held, counts, best, holdout, seed, thresholds)
     calibration["most_false_targets"] = worst_frames(counts[:, best], [f.name for f in files])
     if pd is not None and pd["Pd"] < PD_WARN:
         result.warnings.append(

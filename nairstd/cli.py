@@ -328,11 +328,29 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument(
         "--holdout",
         type=float,
-        default=0.0,
         help="fraction of the frames held out (seeded) to check the chosen threshold on "
-        "(default 0: none)",
+        "(default 0: none; with --finetune 0.25, and it must be > 0)",
     )
-    cal.add_argument("--seed", type=int, default=0, help="seed of the held-out draw (default 0)")
+    cal.add_argument(
+        "--seed", type=int, default=0, help="seed of the held-out draw and fine-tune (default 0)"
+    )
+    cal.add_argument(
+        "--finetune",
+        action="store_true",
+        help="first fine-tune the model on crops around its false targets in the frames (held-out "
+        "frames excepted), with targets of --replay replayed so Pd holds; then calibrate it and "
+        "report held-out false targets and replay val Pd before / after (nairstd.finetune)",
+    )
+    cal.add_argument(
+        "--finetune-steps",
+        type=positive,
+        help="optimiser steps of the fine-tune (default 200; needs --finetune)",
+    )
+    cal.add_argument(
+        "--replay",
+        help="labelled dataset (name or folder) whose train split is replayed and whose val "
+        "split checks Pd (default SIRST; needs --finetune)",
+    )
     cal.add_argument("--device", default="auto", help="auto (default), cpu, cuda")
     cal.add_argument("--json", action="store_true", help="print the recorded evidence as JSON")
     cal.set_defaults(func=commands.calibrate)

@@ -378,18 +378,40 @@ def calibrate(args: argparse.Namespace) -> int:
     from nairstd.calibrate import calibrate as run
 
     tune_malloc()  # native-resolution activations: keep freed blocks instead of page-faulting
-    result = run(
-        args.checkpoint,
-        args.background,
-        args.out,
-        args.max_false_per_frame,
-        protocol=args.protocol,
-        tile=args.tile,
-        holdout=args.holdout,
-        seed=args.seed,
-        device=args.device,
-        log=lambda line: print(line, file=sys.stderr, flush=True),
-    )
+    log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    if args.finetune:
+        from nairstd.finetune import DEFAULT_REPLAY, DEFAULT_STEPS, calibrate_finetune
+
+        result = calibrate_finetune(
+            args.checkpoint,
+            args.background,
+            args.out,
+            args.max_false_per_frame,
+            protocol=args.protocol,
+            tile=args.tile,
+            holdout=args.holdout,
+            seed=args.seed,
+            device=args.device,
+            steps=args.finetune_steps or DEFAULT_STEPS,
+            replay=args.replay or DEFAULT_REPLAY,
+            log=log,
+        )
+    else:
+        for given, name in ((args.finetune_steps, "--finetune-steps"), (args.replay, "--replay")):
+            if given is not None:
+                raise ValueError(f"{name} applies to the fine-tune only: add --finetune")
+        result = run(
+            args.checkpoint,
+            args.background,
+            args.out,
+            args.max_false_per_frame,
+            protocol=args.protocol,
+            tile=args.tile,
+            holdout=args.holdout or 0.0,
+            seed=args.seed,
+            device=args.device,
+            log=log,
+        )
     for line in result.warnings:
         print(f"warning: {line}", file=sys.stderr)
     cal = result.calibration
@@ -414,6 +436,8 @@ def calibrate(args: argparse.Namespace) -> int:
             f"held out {held['frames']} frames (seed {held['seed']}): "
             f"{held['false_per_frame']:.3f} false targets per frame at {result.threshold}"
         )
+    if cal.get("finetune"):
+        _print_finetune(cal["finetune"], result.threshold)
     worst = cal["most_false_targets"]
     if worst:
         listed = ", ".join(f"{w['frame']} {w['false_targets']}" for w in worst)
@@ -422,6 +446,38 @@ def calibrate(args: argparse.Namespace) -> int:
         print(note)
     print(f"-> {result.out} (from {cal['source_checkpoint']}, sha256 {cal['source_sha256'][:12]})")
     return 0
+
+
+def _print_finetune(ft: dict, threshold: float) -> None:
+    """The fine-tune's evidence, before vs after (nairstd.finetune)."""
+    before, after = ft["before"], ft["after"]
+    print(
+        f"fine-tuned {ft['steps']} steps ({ft['seconds']:.0f} s; lr x{ft['lr_scale']} of "
+        f"training's): {ft['hard_negatives']} crops on false targets above "
+        f"{ft['hard_threshold']} in {ft['frames_with_false_targets']} of {len(ft['frames'])} "
+        f"frames + {ft['random_crops']} random crops, {ft['replay']['dataset']} train replayed; "
+        f"loss {ft['loss_first_tenth']:.4f} -> {ft['loss_last_tenth']:.4f}"
+    )
+    print(
+        f"held-out {len(ft['heldout_frames'])} frames at {threshold}: "
+        f"{before['heldout_false_per_frame']:.3f} false targets per frame before the fine-tune, "
+        f"{after['heldout_false_per_frame']:.3f} after"
+    )
+    name, n = ft["replay"]["dataset"], ft["replay"]["val_images"]
+    vb, va = before["val"], after["val"]
+    print(
+        f"{name} val ({n} images) at {threshold}: Pd {vb['Pd']:.1f} % before, {va['Pd']:.1f} % "
+        f"after; IoU {vb['IoU']:.1f} -> {va['IoU']:.1f}"
+    )
+    if before["threshold_alone"] is None:
+        print("calibration alone (no fine-tune): no threshold met the budget")
+    else:
+        alone = before["val_alone"]
+        print(
+            f"calibration alone (no fine-tune) would choose {before['threshold_alone']}: held out "
+            f"{before['heldout_false_per_frame_alone']:.3f} false targets per frame, {name} val "
+            f"Pd {alone['Pd']:.1f} %"
+        )
 
 
 def export(args: argparse.Namespace) -> int:

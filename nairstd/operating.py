@@ -75,6 +75,9 @@ def calibration_note(
         f"frames (budget {calibration['max_false_per_frame']} false targets per frame, "
         f"{calibration['date']})"
     )
+    finetune = calibration.get("finetune")
+    if isinstance(finetune, dict):
+        line += f", after a {finetune.get('steps')}-step fine-tune on them"
     calibrated = calibration.get("protocol")
     if protocol is not None and calibrated and protocol != calibrated:
         line += f"; it was calibrated under {calibrated}, not {protocol}"

@@ -9,7 +9,7 @@ Layers, lowest first (README, Layout):
    model by name; the only module that imports every model)
 3. evaluation: train/checkpoint, train/evaluate, predict, score, weights, calibrate,
    onnx_backend, export, onnx_sized
-4. training: train/ (config, runs, loop, ddp and the package's re-exports)
+4. training: train/ (config, runs, loop, ddp and the package's re-exports), finetune
 5. tools: bench/, gpu_check, tables, plots, widgets
 6. reproduce: reproduce/ (one module per notebook), report
 7. entry points: cli, commands, __main__
@@ -74,7 +74,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "nairstd.onnx_sized",
         ),
     ),
-    ("training", ("nairstd.train", "nairstd.train.*")),
+    ("training", ("nairstd.train", "nairstd.train.*", "nairstd.finetune")),
     (
         "tools",
         (
