@@ -11,7 +11,14 @@ from conftest import write_toolbox_dataset
 from nairstd.baselines import DEEP_BASELINES
 from nairstd.train import train
 from nairstd.train.config import TrainConfig
-from nairstd.train.recipes import RECIPES, cosine_lambda, lr_factor, make_optimizer, recipe_for
+from nairstd.train.recipes import (
+    RECIPES,
+    Recipe,
+    cosine_lambda,
+    lr_factor,
+    make_optimizer,
+    recipe_for,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -39,8 +46,13 @@ def test_optimizers_follow_the_recipes():
     acm, agpc, uiu = opt("acm"), opt("agpcnet"), opt("uiunet")
     assert isinstance(acm, torch.optim.Adagrad) and acm.param_groups[0]["lr"] == 0.05
     assert acm.param_groups[0]["weight_decay"] == 1e-4
-    assert isinstance(agpc, torch.optim.SGD) and agpc.param_groups[0]["momentum"] == 0.9
+    # AGPCNet: Adagrad, the authors' from-scratch alternative (their SGD needs a pretrained
+    # backbone); still their lr, weight decay and poly schedule.
+    assert isinstance(agpc, torch.optim.Adagrad) and agpc.param_groups[0]["lr"] == 0.05
+    assert agpc.param_groups[0]["weight_decay"] == 1e-4
     assert isinstance(uiu, torch.optim.Adam) and uiu.param_groups[0]["lr"] == 1e-3
+    sgd = make_optimizer(Recipe("sgd", 0.05, momentum=0.9), [{"params": params, "lr": 5e-4}], 0.0)
+    assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]["momentum"] == 0.9
     common = make_optimizer(None, [{"params": params, "lr": 5e-4}], 0.0)
     assert isinstance(common, torch.optim.Adam) and common.param_groups[0]["lr"] == 5e-4
 
