@@ -25,11 +25,9 @@ beyond onnx; the models trace because their size logic is traced where it matter
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
-import subprocess
 import time
 import warnings
 from pathlib import Path
@@ -41,7 +39,7 @@ from torch import nn
 
 from nairstd.data.images import DataError
 from nairstd.data.preprocess import checkpoint_preprocessing
-from nairstd.io import write_with
+from nairstd.io import sha256_file, write_with
 from nairstd.models.traits import has_native_branch, pad_multiple, unwrap
 from nairstd.onnx_backend import (
     INPUT_NAME,
@@ -51,6 +49,7 @@ from nairstd.onnx_backend import (
     session_options,
 )
 from nairstd.operating import default_checkpoint, operating_point
+from nairstd.paths import git_commit
 from nairstd.train.checkpoint import load_model, resolve_checkpoint
 
 FORMATS = ("onnx",)
@@ -71,28 +70,6 @@ class _Probability(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.net(x).float())
-
-
-def code_commit() -> str:
-    """`git describe --always --dirty` of the package's checkout ("unknown" outside git)."""
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(PACKAGE), "describe", "--always", "--dirty"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def _sha256(file: Path) -> str:
-    digest = hashlib.sha256()
-    with open(file, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _checkpoint_commit(ckpt: dict[str, Any]) -> str:
@@ -130,7 +107,7 @@ def export_metadata(
         "pad_multiple": str(pad_multiple(model)),
         "run_id": str(ckpt.get("run_id") or ""),
         "commit": _checkpoint_commit(ckpt),
-        "export_commit": code_commit(),
+        "export_commit": git_commit(),
         "torch": torch.__version__,
         "opset": str(OPSET),
     }
@@ -139,7 +116,7 @@ def export_metadata(
     path = ckpt.get("path")
     if path and Path(path).is_file():
         meta["checkpoint"] = Path(path).name
-        meta["checkpoint_sha256"] = _sha256(Path(path))
+        meta["checkpoint_sha256"] = sha256_file(path)
     return meta
 
 

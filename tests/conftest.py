@@ -153,3 +153,21 @@ def set_gamma(model: nn.Module, value: float) -> None:
 def random_batch(b: int = 2, h: int = 96, w: int = 64, seed: int = 0) -> torch.Tensor:
     """Uniform [0, 1) images (b, 1, h, w) from their own seeded generator."""
     return torch.rand(b, 1, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+def spot_frames(folder: Path, n: int, seed: int = 0, tiff_every_other: bool = False) -> Path:
+    """n target-free 64x80 frames f0, f1, ...: noise around grey 0.3, a bright 3x3 spot and a
+    bright row (what a detector may fire on). `tiff_every_other`: odd frames as 16-bit TIFF
+    (any image predict reads), the others 8-bit PNG."""
+    folder.mkdir()
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        image = np.clip(0.3 + 0.05 * rng.standard_normal((64, 80)), 0, 1)
+        y, x = rng.integers(8, 56, 2)
+        image[y : y + 3, x : x + 3] = 0.9
+        image[rng.integers(0, 64), :] = 0.6
+        if tiff_every_other and i % 2:
+            Image.fromarray(np.round(image * 65535).astype(np.uint16)).save(folder / f"f{i}.tif")
+        else:
+            Image.fromarray(np.round(image * 255).astype(np.uint8)).save(folder / f"f{i}.png")
+    return folder

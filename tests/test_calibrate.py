@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import one_error_line, write_tiny_checkpoint
+from conftest import one_error_line, spot_frames, write_tiny_checkpoint
 from PIL import Image
 
 from nairstd import calibrate as cal
@@ -230,20 +230,6 @@ def test_shipped_model_records_its_validation_sweep():
 
 
 # -- the real model, checked against predict -------------------------------------------------
-def clutter_frames(folder, n=12, seed=0):
-    """Target-free 64x80 frames: noise around grey 0.3, a bright 3x3 spot and a bright row."""
-    folder.mkdir()
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        image = np.clip(0.3 + 0.05 * rng.standard_normal((64, 80)), 0, 1)
-        y, x = rng.integers(8, 56, 2)
-        image[y : y + 3, x : x + 3] = 0.9
-        image[rng.integers(0, 64), :] = 0.6
-        if i % 2:  # 16-bit TIFF too: any image predict reads
-            Image.fromarray(np.round(image * 65535).astype(np.uint16)).save(folder / f"f{i}.tif")
-        else:
-            Image.fromarray(np.round(image * 255).astype(np.uint8)).save(folder / f"f{i}.png")
-    return folder
 
 
 def predicted_per_frame(ckpt, files, out, capsys, *extra) -> tuple[float, str]:
@@ -255,7 +241,7 @@ def predicted_per_frame(ckpt, files, out, capsys, *extra) -> tuple[float, str]:
 
 
 def test_untrained_checkpoint_calibrated_and_used_by_predict(tmp_path, capsys):
-    frames = clutter_frames(tmp_path / "empty")
+    frames = spot_frames(tmp_path / "empty", 12, tiff_every_other=True)
     source = write_tiny_checkpoint(tmp_path / "src.pt", top_k=3)
     out = tmp_path / "cal.pt"
     args = ["calibrate", "--checkpoint", str(source), "--background", str(frames), "--out"]

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import one_error_line, write_toolbox_dataset
+from conftest import one_error_line, spot_frames, write_toolbox_dataset
 from PIL import Image
 
 from nairstd import finetune as ft
@@ -38,24 +38,11 @@ def tiny_checkpoint(path, **config):
     return path
 
 
-def frames_with_spots(folder, n=8, seed=0):
-    """Target-free 64x80 frames: noise around grey 0.3, a bright 3x3 spot and a bright row."""
-    folder.mkdir()
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        image = np.clip(0.3 + 0.05 * rng.standard_normal((64, 80)), 0, 1)
-        y, x = rng.integers(8, 56, 2)
-        image[y : y + 3, x : x + 3] = 0.9
-        image[rng.integers(0, 64), :] = 0.6
-        Image.fromarray(np.round(image * 255).astype(np.uint8)).save(folder / f"f{i}.png")
-    return folder
-
-
 @pytest.fixture
 def setup(tmp_path):
     """(checkpoint, frames folder, replay dataset folder) in tmp_path."""
     source = tiny_checkpoint(tmp_path / "src.pt")
-    frames = frames_with_spots(tmp_path / "empty")
+    frames = spot_frames(tmp_path / "empty", 8)
     replay = write_toolbox_dataset(tmp_path / "data", "replayset", n=6, size=(48, 48))
     return source, frames, replay
 
