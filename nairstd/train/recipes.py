@@ -139,14 +139,23 @@ RECIPES: dict[str, Recipe] = {
         },
     ),
     "rpcanet": Recipe(
+        # The authors' Adam at lr 1e-4 is paired with 400 epochs of SIRST-Aug (~426k iterations).
+        # Its unfolded stages double the target map T at init (X = T + D - B with B ~ D - T: the
+        # untrained logits spread to +-30, the sigmoid saturates), and at 1e-4 SoftIoU does not
+        # leave 1.0 within a table's budget (measured, quick Table III, 640 steps: 1.014 -> 1.004,
+        # best val IoU 0.08). So the rate is 1e-3, chosen on SIRST val among 5e-4, 1e-3, 2e-3 over
+        # 320 steps of that budget (best val IoU 17.1, 27.1, 20.4); optimiser and schedule are
+        # the authors'.
         "adam",
-        1e-4,
+        1e-3,
         schedule="poly",
         official_batch=8,
         official_epochs=400,
         sources={
-            "optimizer, lr, schedule": "fengyiwu98/RPCANet: run_0.py (WACV version) Adam lr "
-            "1e-4, poly 0.9 per iteration",
+            "optimizer, schedule": "fengyiwu98/RPCANet: run_0.py (WACV version) Adam, poly 0.9 "
+            "per iteration",
+            "lr": "not the authors' 1e-4 (run_0.py), which is paired with ~426k iterations and "
+            "leaves SoftIoU at 1.0 over a table's budget here: 1e-3, chosen on SIRST val",
         },
     ),
 }
