@@ -242,6 +242,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: the protocol the checkpoint was trained for (nairstd.operating, as "
         f"predict uses it); {RESIZE256} when it does not say, and for classical methods",
     )
+    ev.add_argument(
+        "--threshold",
+        type=float,
+        help="probability above which a pixel is target (default: the checkpoint's operating "
+        "threshold, e.g. one set by calibrate, as predict uses it; else 0.5)",
+    )
     ev.add_argument("--batch-size", type=positive, default=8, help="batch size under resize256")
     ev.add_argument("--limit", type=positive, help="first N images only")
     ev.add_argument("--device", default="auto", help="auto (default), cpu, cuda")

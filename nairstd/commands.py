@@ -292,7 +292,8 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
-# How `eval` names where its protocol came from (evaluate_checkpoint's protocol_source).
+# How `eval` names where its protocol and threshold came from (evaluate_checkpoint's
+# protocol_source, threshold_source).
 PROTOCOL_SOURCES = {
     "option": "",
     "checkpoint": ", recorded in the checkpoint",
@@ -303,6 +304,7 @@ PROTOCOL_SOURCES = {
 def evaluate(args: argparse.Namespace) -> int:
     from nairstd.bench import tune_malloc
     from nairstd.metrics import format_metrics
+    from nairstd.operating import operating_point
     from nairstd.protocols import RESIZE256
     from nairstd.train import evaluate_checkpoint
     from nairstd.train.evaluate import evaluate_classical
@@ -311,16 +313,20 @@ def evaluate(args: argparse.Namespace) -> int:
     tune_malloc()  # native-resolution activations: keep freed blocks instead of page-faulting
     if classical_method(args.checkpoint) is not None:
         protocol = args.protocol or RESIZE256  # a training-free method records nothing
+        _, threshold = operating_point(None, protocol, args.threshold)  # validates the option
         result = evaluate_classical(
-            args.checkpoint, args.dataset, args.split, protocol, args.limit, args.data_root
-        )
+            args.checkpoint, args.dataset, args.split, protocol, args.limit, args.data_root,
+            threshold=threshold,
+        )  # fmt: skip
         result["protocol_source"] = "option" if args.protocol else "default"
+        result["threshold_source"] = "option" if args.threshold is not None else "default"
     else:
         result = evaluate_checkpoint(
             args.checkpoint,
             args.dataset,
             split=args.split,
             protocol=args.protocol,
+            threshold=args.threshold,
             batch_size=args.batch_size,
             device=args.device,
             limit=args.limit,
@@ -331,9 +337,11 @@ def evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(_json_safe(result), indent=2))
         return 0
     why = PROTOCOL_SOURCES[result["protocol_source"]]
+    why_threshold = PROTOCOL_SOURCES[result["threshold_source"]]
     print(
         f"{result['dataset']} {result['split']} ({result['n_images']} images, protocol "
-        f"{result['protocol']}{why}): {format_metrics(result)}"
+        f"{result['protocol']}{why}; threshold {result['threshold']:g}{why_threshold}): "
+        f"{format_metrics(result)}"
     )
     if "coverage" in result:
         print(

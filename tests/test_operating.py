@@ -206,4 +206,40 @@ def test_eval_defaults_to_the_checkpoint_protocol_and_says_so(tmp_path, capsys):
         result = json.loads(capsys.readouterr().out)
         assert (result["protocol"], result["protocol_source"]) == (protocol, source), name
     assert main(["eval", "--checkpoint", str(tmp_path / "native.pt"), "--dataset", str(data)]) == 0
-    assert "protocol native, recorded in the checkpoint)" in capsys.readouterr().out
+    assert "protocol native, recorded in the checkpoint;" in capsys.readouterr().out
+
+
+def test_eval_scores_at_the_checkpoint_threshold_and_says_so(tmp_path, capsys):
+    """`eval` scores a checkpoint at the threshold it records (one `calibrate` set, the model
+    card's), as `predict` detects with it; it used to score every checkpoint at 0.5.
+    `--threshold` overrides it, and a value outside (0, 1) is one error line."""
+    import json
+
+    from nairstd.zoo import build_model
+
+    data = write_toolbox_dataset(tmp_path, "TOY", n=4)
+    model = build_model("detector", "tiny")
+    with torch.no_grad():  # logits 0, probability 0.5 everywhere: > 0.1 passes, > 0.5 does not
+        for param in model.parameters():
+            param.zero_()
+    save_torch(model_checkpoint(model, "detector", "tiny", {}, threshold=0.1), tmp_path / "t.pt")
+    save_torch(model_checkpoint(model, "detector", "tiny", {}), tmp_path / "plain.pt")
+
+    def run(name: str, *extra: str) -> dict:
+        args = ["eval", "--checkpoint", str(tmp_path / name), "--dataset", str(data), *extra]
+        assert main([*args, "--json", "--device", "cpu"]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    own, high, plain = run("t.pt"), run("t.pt", "--threshold", "0.9"), run("plain.pt")
+    assert (own["threshold"], own["threshold_source"]) == (0.1, "checkpoint")
+    assert (high["threshold"], high["threshold_source"]) == (0.9, "option")
+    assert (plain["threshold"], plain["threshold_source"]) == (0.5, "default")
+    # The metrics are taken at that threshold: every pixel is target at 0.1, none at 0.5 or 0.9.
+    assert own["fa_pixels"] > 0 and own["intersection"] > 0
+    assert high["fa_pixels"] == plain["fa_pixels"] == 0 == plain["intersection"]
+    assert main(["eval", "--checkpoint", str(tmp_path / "t.pt"), "--dataset", str(data)]) == 0
+    assert "threshold 0.1, recorded in the checkpoint)" in capsys.readouterr().out
+    args = ["eval", "--checkpoint", str(tmp_path / "t.pt"), "--dataset", str(data)]
+    assert main([*args, "--threshold", "1.5"]) != 0
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "--threshold" in err and len(err.strip().splitlines()) == 1

@@ -27,7 +27,7 @@ from nairstd.data.preprocess import checkpoint_preprocessing
 from nairstd.metrics import IRSTDMetrics, TopKCoverage, target_patch_flags
 from nairstd.models.layers import pad_to_multiple
 from nairstd.models.traits import has_native_branch, pad_multiple, unwrap
-from nairstd.operating import recorded_protocol
+from nairstd.operating import operating_point, recorded_protocol
 from nairstd.protocols import NATIVE, RESIZE256
 from nairstd.train.checkpoint import load_model, resolve_device
 from nairstd.zoo import classical_method
@@ -112,12 +112,15 @@ def evaluate_loader(
     amp: bool = False,
     progress: bool = False,
     compile_mode: str = "off",
+    threshold: float = 0.5,
 ) -> dict[str, Any]:
     """Metrics over every batch of `loader`.
 
     scores_only (Stage 1): run only the scorer (`score_patches`) and report Top-K coverage,
     precision and (with `label`) the score loss. Otherwise the SPEC §6 metrics on sigmoid > 0.5,
     plus coverage/precision (and score loss with `label`) for native-branch models.
+    `threshold`: the probability a pixel must exceed to count as target (the paper's 0.5; a
+    calibrated checkpoint's own, nairstd.operating).
     """
     from nairstd.models.scoring import score_loss
 
@@ -128,7 +131,7 @@ def evaluate_loader(
     native = has_native_branch(m)
     if scores_only and not native:
         raise ValueError(f"{type(m).__name__} has no scorer: scores_only needs a native branch")
-    metrics = IRSTDMetrics()
+    metrics = IRSTDMetrics(threshold=threshold)
     coverage = TopKCoverage()
     loss_sum, loss_n = 0.0, 0
     use_amp = amp and device.type == "cuda"
@@ -222,6 +225,7 @@ def evaluate_model(
     data_root: str | None = None,
     compile_mode: str = "off",
     preprocessing: dict[str, Any] | None = None,
+    threshold: float = 0.5,
 ) -> dict[str, Any]:
     """Evaluate `model` on a split of a dataset (name, folder or DatasetIndex); see evaluate_loader.
 
@@ -242,8 +246,15 @@ def evaluate_model(
         sigma=sigma,
         progress=progress,
         compile_mode=compile_mode,
+        threshold=threshold,
     )
-    return {"dataset": index.name, "split": split, "protocol": protocol, **result}
+    return {
+        "dataset": index.name,
+        "split": split,
+        "protocol": protocol,
+        "threshold": threshold,
+        **result,
+    }
 
 
 def evaluate_checkpoint(
@@ -251,6 +262,7 @@ def evaluate_checkpoint(
     dataset: str | os.PathLike | DatasetIndex,
     split: str = "test",
     protocol: str | None = None,
+    threshold: float | None = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint file or run folder (its best.pt); keywords as evaluate_model.
@@ -259,25 +271,32 @@ def evaluate_checkpoint(
     protocol None: the one the checkpoint records (nairstd.operating, as `predict` runs it), else
     resize256, the paper's (a checkpoint trained at native resolution scored on 256x256 resizes
     would be judged on inputs it never saw). `protocol_source` says which: option, checkpoint or
-    default.
+    default. threshold None: the checkpoint's operating threshold (a calibrated one, the model
+    card's), as `predict` uses it, else 0.5; `threshold_source` says which.
     """
     device = resolve_device(kwargs.pop("device", "auto"))
     model, ckpt = load_model(checkpoint, device)
     source = "option" if protocol else "checkpoint" if recorded_protocol(ckpt) else "default"
     protocol = protocol or recorded_protocol(ckpt) or RESIZE256
+    has_own = ckpt.get("threshold") is not None
+    threshold_source = "option" if threshold is not None else "checkpoint" if has_own else "default"
+    _, threshold = operating_point(ckpt, protocol, threshold)  # validates 0 < threshold < 1
     prep = checkpoint_preprocessing(ckpt)
     if "image_size" not in kwargs and prep["input_size"]:
         kwargs["image_size"] = int(prep["input_size"])  # the size the weights expect
     elif "image_size" not in kwargs and "image_size" in (ckpt.get("config") or {}):
         kwargs["image_size"] = ckpt["config"]["image_size"]  # the size it was trained at
     kwargs.setdefault("preprocessing", prep)
-    result = evaluate_model(model, dataset, split, protocol, device=device, **kwargs)
+    result = evaluate_model(
+        model, dataset, split, protocol, device=device, threshold=threshold, **kwargs
+    )
     return {
         "checkpoint": ckpt["path"],
         "model": ckpt["model"],
         "size": ckpt.get("size"),
         **result,
         "protocol_source": source,
+        "threshold_source": threshold_source,
         "preprocessing": prep,
     }
 
@@ -337,15 +356,17 @@ def evaluate_classical(
     protocol: str = RESIZE256,
     limit: int | None = None,
     data_root: str | None = None,
+    threshold: float = 0.5,
 ) -> dict[str, Any]:
-    """SPEC §6 metrics of a training-free method (a CLASSICAL name, or `fn(image [0,1]) -> map`)."""
+    """SPEC §6 metrics of a training-free method (a CLASSICAL name, or `fn(image [0,1]) -> map`),
+    its map binarised at > `threshold`."""
     fn = classical_method(method) if isinstance(method, str) else method
     if fn is None:
         raise ValueError(f"unknown classical method {method!r}")
     index = dataset if isinstance(dataset, DatasetIndex) else find_dataset(dataset, data_root)
     data = IRSTDDataset(index, split, protocol=protocol)
     stems = data.stems[:limit] if limit else data.stems
-    metrics = IRSTDMetrics()
+    metrics = IRSTDMetrics(threshold=threshold)
     start = time.perf_counter()
     for stem in stems:
         image, mask = data.load_pair(stem)
@@ -357,6 +378,7 @@ def evaluate_classical(
         "dataset": index.name,
         "split": split,
         "protocol": protocol,
+        "threshold": threshold,
         "method": name,
         **result,
         "seconds": elapsed,
