@@ -60,6 +60,14 @@ def operating_point(
     return protocol, threshold
 
 
+def calibrated_tile(ckpt: dict[str, Any] | None) -> int | None:
+    """The window side a calibrated checkpoint's threshold was set with (`calibrate --tile`),
+    None when it is not calibrated (tiling changes the map near window seams)."""
+    calibration = (ckpt or {}).get("calibration")
+    tile = calibration.get("tile") if isinstance(calibration, dict) else None
+    return int(tile) if isinstance(tile, int) and not isinstance(tile, bool) and tile >= 0 else None
+
+
 def calibration_note(
     ckpt: dict[str, Any] | None, protocol: str | None = None, threshold: float | None = None
 ) -> str | None:

@@ -53,7 +53,12 @@ from nairstd.grid import EIGHT_CONNECTED
 from nairstd.io import InputFiles, save_png, write_text
 from nairstd.models.traits import unwrap
 from nairstd.onnx_backend import BACKENDS, OnnxModel, ProbabilityModel, is_onnx_file
-from nairstd.operating import calibration_note, default_checkpoint, operating_point
+from nairstd.operating import (
+    calibrated_tile,
+    calibration_note,
+    default_checkpoint,
+    operating_point,
+)
 from nairstd.probability import (
     TILE,
     classical_probability,
@@ -338,7 +343,8 @@ def predict_files(
     `checkpoint` is a checkpoint file, a run folder, a model, or the name of a classical method
     (nairstd.baselines.CLASSICAL, e.g. "pstnn"). Failures are collected in the result (and
     logged) and never stop the other images; detections.csv always holds the images done.
-    tile: window side for large images under native (None: TILE; 0: never tile).
+    tile: window side for large images under native (None: the one a calibrated checkpoint was
+    calibrated with, else TILE; 0: never tile).
     An unusable model or output folder raises DataError before anything is written.
     compile_mode (auto, on, off): torch.compile the model, see nairstd.compiling.
     checkpoint None: the shipped na_irstd (nairstd/pretrained). protocol / threshold None: what
@@ -347,7 +353,6 @@ def predict_files(
     execution provider and never compiles (`compile_mode` "on" is refused).
     """
     say = log or (lambda line: print(line, file=sys.stderr, flush=True))
-    tile = TILE if tile is None else tile
     classical = classical_method(checkpoint) if isinstance(checkpoint, str) else None
     backend = choose_backend(checkpoint, backend, classical is not None)
     if backend == "onnxruntime" and compile_mode == "on":
@@ -357,8 +362,6 @@ def predict_files(
     if backend == "onnxruntime":
         model, ckpt = onnx_model(checkpoint, device, say)
         device = torch.device("cpu")  # frames reach onnxruntime as numpy arrays
-        if isinstance(model, OnnxModel) and model.input_hw is not None and tile:
-            tile = max(tile, *model.input_hw)  # whole frames of the size it was exported for
     elif classical is not None:
         device = resolve_device(device)
         model = None  # a training-free method: maps come from `classical(image)`
@@ -368,6 +371,12 @@ def predict_files(
     else:
         device = resolve_device(device)
         model, ckpt = load_model(checkpoint or default_checkpoint(), device)
+    # The windows the threshold was calibrated with, so the maps it is applied to are the same.
+    if tile is None:
+        tile = calibrated_tile(ckpt)
+        tile = TILE if tile is None else tile  # (0, never tile, is kept)
+    if isinstance(model, OnnxModel) and model.input_hw is not None and tile:
+        tile = max(tile, *model.input_hw)  # whole frames of the size it was exported for
     prep = checkpoint_preprocessing(ckpt)  # e.g. imported peer weights: /255 at 256x256
     size = int(prep["input_size"] or size)
     note = calibration_note(ckpt, protocol, threshold)

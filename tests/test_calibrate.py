@@ -17,6 +17,7 @@ from PIL import Image
 from nairstd import calibrate as cal
 from nairstd.cli import main
 from nairstd.predict import detections
+from nairstd.probability import TILE
 from nairstd.train.checkpoint import load_model, read_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -271,3 +272,35 @@ def test_untrained_checkpoint_calibrated_and_used_by_predict(tmp_path, capsys):
     # the held-out frames at the chosen threshold: as reported, and within the budget here
     per_frame, _ = predicted_per_frame(out, held_files, tmp_path / "p3", capsys)
     assert per_frame == pytest.approx(held["false_per_frame"]) and per_frame <= budget
+
+
+def test_predict_uses_the_tile_the_threshold_was_calibrated_with(tmp_path, capsys, monkeypatch):
+    """Windows change the map near their seams, so the threshold `calibrate --tile N` set holds
+    for maps made with N-px windows: `predict` without --tile uses N; --tile still overrides."""
+    import nairstd.predict as predict_module
+
+    frames = spot_frames(tmp_path / "empty", 4)
+    source = write_tiny_checkpoint(tmp_path / "src.pt", top_k=3)
+    args = ["calibrate", "--checkpoint", str(source), "--background", str(frames), "--out"]
+    assert (
+        main([*args, str(tmp_path / "cal.pt"), "--max-false-per-frame", "5", "--tile", "160"]) == 0
+    )
+    capsys.readouterr()
+    assert read_checkpoint(tmp_path / "cal.pt")["calibration"]["tile"] == 160
+    seen: list[int] = []
+    real = predict_module.predict_probability
+
+    def spy(model, image, protocol, size, device, tile, **kwargs):
+        seen.append(tile)
+        return real(model, image, protocol, size, device, tile, **kwargs)
+
+    monkeypatch.setattr(predict_module, "predict_probability", spy)
+    files = sorted(frames.iterdir())[:1]
+    for ckpt, extra, tile in [
+        ("cal.pt", [], 160),
+        ("cal.pt", ["--tile", "0"], 0),
+        ("src.pt", [], TILE),
+    ]:
+        seen.clear()
+        predicted_per_frame(tmp_path / ckpt, files, tmp_path / f"p{tile}", capsys, *extra)
+        assert seen == [tile], (ckpt, extra)
