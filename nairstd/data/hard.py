@@ -15,7 +15,14 @@ import numpy as np
 from nairstd.data.images import DataError, resize_image, resize_mask_nearest
 from nairstd.data.index import DatasetIndex, open_dataset
 from nairstd.data.stats import SMALL_TARGET_PX, target_areas
-from nairstd.io import atomic_dir, save_png, write_json, write_text
+from nairstd.io import (
+    atomic_dir,
+    generated_by,
+    refuse_foreign_folder,
+    save_png,
+    write_json,
+    write_text,
+)
 
 HARD_NAME = "IRSTD-Hard"
 BUILDER_VERSION = 1
@@ -60,6 +67,7 @@ def build_irstd_hard(
         if {k: old.get(k) for k in meta} == meta:
             return open_dataset(out, name=name)
 
+    refuse_foreign_folder(out, lambda folder: generated_by(folder, "builder_version"))
     # Built in a temporary folder swapped in last, so an interrupted build never looks complete.
     with atomic_dir(out) as tmp:
         stems, per_source = [], {}

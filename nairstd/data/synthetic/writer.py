@@ -11,7 +11,14 @@ import numpy as np
 
 from nairstd.data.synthetic.generator import generate_image, image_rng
 from nairstd.data.synthetic.presets import GENERATOR_VERSION, SyntheticConfig
-from nairstd.io import atomic_dir, save_png, write_json, write_text
+from nairstd.io import (
+    atomic_dir,
+    generated_by,
+    refuse_foreign_folder,
+    save_png,
+    write_json,
+    write_text,
+)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -86,6 +93,7 @@ def write_dataset(
     final = root / name
     if not overwrite and dataset_is_complete(final, name, config):
         return final
+    refuse_foreign_folder(final, lambda folder: generated_by(folder, "generator_version"))
     keep = None if overwrite else (lambda folder: dataset_is_complete(folder, name, config))
     with atomic_dir(final, keep=keep) as tmp:
         (tmp / "images").mkdir()
@@ -176,6 +184,7 @@ def write_clutter_set(root: str | os.PathLike, name: str, n: int, overwrite: boo
     final = Path(root) / name
     if not overwrite and clutter_set_is_complete(final, name, n):
         return final
+    refuse_foreign_folder(final, lambda folder: generated_by(folder, "generator_version"))
     keep = None if overwrite else (lambda folder: clutter_set_is_complete(folder, name, n))
     with atomic_dir(final, keep=keep) as tmp:
         (tmp / "images").mkdir()
