@@ -212,10 +212,31 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def out_problem(out: Path) -> str | None:
+    """Why the report cannot go to `out` (None: it can). Only a previous report of this check is
+    replaced: a folder or any other file there is the user's."""
+    if out.is_dir():
+        return "is a folder"
+    if out.exists():
+        try:
+            previous = json.loads(out.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            previous = None
+        if not (isinstance(previous, dict) and "phases" in previous and "total_s" in previous):
+            return "exists and is not an earlier gpu_check report; refusing to replace it"
+    if not out.parent.is_dir():
+        return f"its folder {out.parent} does not exist"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("error: --device cuda but no CUDA GPU is visible (use --device cpu)", file=sys.stderr)
+        return 2
+    problem = out_problem(Path(args.out))
+    if problem:  # checked before the minutes of GPU time, not after
+        print(f"error: --out {args.out}: {problem}", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory() as tmp:
         if args.runs_dir is None:

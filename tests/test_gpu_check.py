@@ -42,3 +42,27 @@ def test_gpu_check_refuses_missing_cuda(capsys, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert main(["--device", "cuda"]) == 2
     assert "error: --device cuda" in capsys.readouterr().err
+
+
+def test_gpu_check_refuses_an_out_it_did_not_write_before_running(tmp_path, capsys, monkeypatch):
+    """--out is checked before minutes of GPU time: a folder, a missing folder or any file that
+    is not an earlier report is one error line, and nothing runs or is overwritten."""
+    import nairstd.gpu_check as gpu_check
+
+    monkeypatch.setattr(gpu_check, "run_check", lambda args: (_ for _ in ()).throw(AssertionError))
+    users = tmp_path / "results.json"
+    users.write_text('{"mine": 1}')
+    cases = [(users, "not an earlier gpu_check report"), (tmp_path, "is a folder")]
+    cases.append((tmp_path / "nowhere" / "c.json", "does not exist"))
+    for out, why in cases:
+        assert main(["--device", "cpu", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: --out {out}: ") and why in err, err
+    assert users.read_text() == '{"mine": 1}'
+    # An earlier report is replaced.
+    users.write_text(json.dumps({"phases": {}, "total_s": 1.0, "skipped": []}))
+    monkeypatch.setattr(
+        gpu_check, "run_check", lambda args: {"phases": {}, "total_s": 2.0, "skipped": []}
+    )
+    assert main(["--device", "cpu", "--out", str(users)]) == 0
+    assert json.loads(users.read_text())["total_s"] == 2.0
