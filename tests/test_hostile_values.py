@@ -84,6 +84,7 @@ def test_checkpoint_of_another_variant(tmp_path, dataset, capsys):
         (["train", "--crop", "-5"], {}, "--crop"),
         (["train", "--image-size", "3"], {}, "image_size 3 is too small for na_irstd"),
         (["train", "--image-size", "40"], {}, "multiple of the patch size 32"),
+        (["train", "--crop", "16", "--model", "detector"], {}, "crop_size 16 is too small"),
         # issue 23: an option that cannot apply is refused, not silently ignored
         (["train", "--image-size", "3", "--model", "detector"], {}, "at least 32"),
         (["train", "--image-size", "32", "--model", "detector_ds2"], {}, "at least 64"),

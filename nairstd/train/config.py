@@ -213,7 +213,7 @@ def resolve_threads(n: int | None) -> int | None:
 
 def check_model_fit(config: TrainConfig) -> None:
     """ValueError unless the model builds with the config's overrides, image_size (resize256)
-    is at least the multiple the model pads its input to (`pad_multiple`: 32 for the detector and
+    and the training crop are at least the multiple the model pads its input to (`pad_multiple`: 32 for the detector and
     na_irstd, 64 for detector_ds2, 8-32 for the baselines but rpcanet's 1; smaller, the image is
     mostly zero padding) and, for models with a native branch, image_size is a multiple of the
     patch size P and 1 <= K <= N = (size / P)^2 (N of the resize256 input; native images vary in
@@ -233,6 +233,12 @@ def check_model_fit(config: TrainConfig) -> None:
             f"image_size {config.image_size} is too small for {config.model}: it pads its input "
             f"to a multiple of {multiple} (its deepest stride, or its patch size), so a smaller "
             f"image would be mostly zero padding; use at least {multiple}"
+        )
+    if config.crop_size is not None and config.crop_size < multiple:
+        raise ValueError(
+            f"crop_size {config.crop_size} is too small for {config.model}: it pads its input to "
+            f"a multiple of {multiple}, so a smaller crop would be mostly zero padding; use at "
+            f"least {multiple} (or 0: whole images)"
         )
     patch = getattr(model, "patch_size", None)
     if not patch:
