@@ -30,14 +30,15 @@ if ! compgen -G "notebooks/${from}_*.ipynb" >/dev/null; then
   echo "run_all.sh: error: --from $from: no notebook notebooks/${from}_*.ipynb (have: ${have% })" >&2
   exit 2
 fi
-source scripts/bootstrap.sh
 # The profile names live in nairstd/profiles.py (one home; also `python -m nairstd profiles`).
-read -r default_profile profiles <<<"$(python -c 'from nairstd.profiles import DEFAULT_PROFILE as d, PROFILES as p; print(d, *p)')"
+# It imports only the standard library, so a wrong --profile is refused before the bootstrap.
+read -r default_profile profiles <<<"$("${PYTHON:-python3}" -c 'from nairstd.profiles import DEFAULT_PROFILE as d, PROFILES as p; print(d, *p)')"
 profile="${profile:-$default_profile}"
 known=; for name in $profiles; do [ "$name" != "$profile" ] || known=1; done
 if [ -z "$known" ]; then
   echo "run_all.sh: error: unknown profile $profile (have: $profiles)" >&2; exit 2
 fi
+source scripts/bootstrap.sh
 if [ -z "${NAIRSTD_DATA:-}" ] && [ -d ../shared/datasets ]; then
   NAIRSTD_DATA="$(cd ../shared/datasets && pwd)"
   export NAIRSTD_DATA

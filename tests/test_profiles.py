@@ -118,3 +118,18 @@ def test_run_all_refuses_an_unknown_profile_naming_the_known_ones():
     assert done.returncode == 2
     assert "unknown profile huge" in done.stderr
     assert all(name in done.stderr for name in PROFILES)
+
+
+def test_profiles_import_without_the_environment():
+    """run_all.sh reads the profile names with any python3, before it bootstraps .venv (a wrong
+    --profile is refused without an install): nairstd.profiles must need the standard library only."""
+    blocked = "import sys; sys.modules.update(torch=None, numpy=None, pandas=None)"
+    done = subprocess.run(
+        ["python3", "-c", f"{blocked}; from nairstd.profiles import PROFILES; print(*PROFILES)"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == list(PROFILES)
