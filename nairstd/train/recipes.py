@@ -141,9 +141,10 @@ RECIPES: dict[str, Recipe] = {
     "rpcanet": Recipe(
         # The authors' Adam at lr 1e-4 is paired with 400 epochs of SIRST-Aug (~426k iterations).
         # Its unfolded stages double the target map T at init (X = T + D - B with B ~ D - T: the
-        # untrained logits spread to +-30, the sigmoid saturates), and at 1e-4 SoftIoU does not
-        # leave 1.0 within a table's budget (measured, quick Table III, 640 steps: 1.014 -> 1.004,
-        # best val IoU 0.08). So the rate is 1e-3, chosen on SIRST val among 5e-4, 1e-3, 2e-3 over
+        # untrained logits have a std of 22-42 on SIRST, tiny and base, 2 seeds; the sigmoid
+        # saturates), and at 1e-4 SoftIoU does not leave 1.0 within a table's budget (measured,
+        # quick Table III: loss 1.014 -> 1.004 and best val IoU 0.08 by step 160 of 640). So the
+        # rate is 1e-3, chosen on SIRST val among 5e-4, 1e-3, 2e-3 over
         # 320 steps of that budget (best val IoU 17.1, 27.1, 20.4); optimiser and schedule are
         # the authors'.
         "adam",
