@@ -205,6 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(default 0)",
     )
     train.add_argument(
+        "--clutter-p",
+        type=float,
+        help="probability of a sample from a generated clutter frame (urban / road scenes at "
+        "640x512-1920x1080 with 0-4 targets, a seed apart from the OOD check's sets), its crop "
+        "often on the frame's brightest structure ends (default 0)",
+    )
+    train.add_argument(
         "--fa-weight",
         type=float,
         help="weight of the false-alarm loss on target-free samples (default 0)",

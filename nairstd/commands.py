@@ -252,6 +252,7 @@ def train(args: argparse.Namespace) -> int:
             scale_min=args.scale[0] if args.scale else None,
             scale_max=args.scale[1] if args.scale else None,
             background_p=args.background_p,
+            clutter_p=args.clutter_p,
             fa_weight=args.fa_weight,
             frame_stats=True if args.frame_stats else None,
             target_crop_p=args.target_crop_p,

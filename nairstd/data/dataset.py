@@ -10,7 +10,7 @@ augmented with flips and transposition (SPEC §3).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -33,6 +33,8 @@ class AugmentConfig:
     scale_range: tuple[float, float] = (1.0, 1.0)  # log-uniform rescale before the crop (1, 1: off)
     background_p: float = 0.0  # probability of a target-free sample (targets inpainted out)
     frame_stats: bool = False  # standardise a crop by its whole (rescaled) frame's mean / std
+    clutter_p: float = 0.0  # probability of a generated clutter frame instead (TRAIN_CLUTTER)
+    clutter_frames: int = 64  # how many TRAIN_CLUTTER frames those samples are drawn from
 
 
 class IRSTDDataset(Dataset):
@@ -71,6 +73,7 @@ class IRSTDDataset(Dataset):
         self.epoch = 0  # set by the trainer so augmentations differ per epoch yet repeat per seed
         self._cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._empty: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # inpainted, target-free
+        self._clutter: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # generated, by frame index
 
     def __len__(self) -> int:
         return len(self.stems)
@@ -91,8 +94,28 @@ class IRSTDDataset(Dataset):
             self._empty[stem] = target_free(*self.load_pair(stem), seed=self.seed)
         return self._empty[stem]
 
+    def clutter_pair(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Frame `index` of the training clutter set (urban / road scenes at 640x512-1920x1080
+        with 0-4 targets; nairstd.data.synthetic.clutter.TRAIN_CLUTTER) as (image [0,1], mask),
+        resized like the dataset's own frames under resize256; drawn once, then cached."""
+        if index not in self._clutter:
+            from nairstd.data.synthetic.clutter import TRAIN_CLUTTER, clutter_frame
+
+            frame = clutter_frame(TRAIN_CLUTTER, index)
+            image, mask = frame.as_float(), frame.mask
+            if self.protocol == RESIZE256:
+                image = resize_input(image, (self.size, self.size), self.resize)
+                mask = resize_mask_nearest(mask, (self.size, self.size))
+            self._clutter[index] = (image, mask)
+        return self._clutter[index]
+
     def __getitem__(self, i: int) -> dict:
         stem = self.stems[i]
+        if self.train and self.augment.clutter_p:
+            # Its own generator, so the samples that stay on the dataset draw as before.
+            pick = np.random.default_rng((self.seed, self.epoch, i, 1))
+            if pick.random() < self.augment.clutter_p:
+                return self.clutter_item(int(pick.integers(self.augment.clutter_frames)), pick)
         image, mask = self.load_pair(stem)
         # predict standardises a whole frame at once; a crop of a large frame standardised by its
         # own statistics would see another contrast than the same pixels at predict time.
@@ -113,12 +136,40 @@ class IRSTDDataset(Dataset):
             image = (image - frame.mean()) / (frame.std() + 1e-6)
         else:
             image = normalize_image(image, self.normalize)
-        return {
-            "image": torch.from_numpy(np.ascontiguousarray(image))[None],
-            "mask": torch.from_numpy(np.ascontiguousarray(mask)).float()[None],
-            "stem": stem,
-            "orig_hw": torch.tensor(mask.shape),
-        }
+        return _sample(image, mask, stem)
+
+    def clutter_item(self, index: int, rng: np.random.Generator) -> dict:
+        """A training sample from clutter frame `index`: not rescaled (the frames are at sensor
+        size already); the crop is centred on a target with probability `target_crop_p`, else on
+        one of the frame's brightest pixels with probability 1/2 (the lamp heads, roof corners
+        and mast tops where models raise false targets: mined from the pixels, no model needed),
+        else anywhere."""
+        aug = self.augment
+        frame, mask = self.clutter_pair(index)
+        image = frame
+        if aug.crop_size:
+            centres = None
+            if mask.any() and rng.random() < aug.target_crop_p:
+                centres = mask
+            elif rng.random() < 0.5:
+                centres = frame >= np.quantile(frame, 0.9995)
+            centred = 1.0 if centres is not None else 0.0
+            image, mask = random_crop(image, mask, aug.crop_size, centred, rng, centres=centres)
+        image, mask = augment_pair(image, mask, replace(aug, crop_size=None), rng)
+        if aug.frame_stats and self.normalize == "standardize":
+            image = (image - frame.mean()) / (frame.std() + 1e-6)
+        else:
+            image = normalize_image(image, self.normalize)
+        return _sample(image, mask, f"clutter_{index:05d}")
+
+
+def _sample(image: np.ndarray, mask: np.ndarray, stem: str) -> dict:
+    return {
+        "image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None],
+        "mask": torch.from_numpy(np.ascontiguousarray(mask)).float()[None],
+        "stem": stem,
+        "orig_hw": torch.tensor(mask.shape),
+    }
 
 
 def augment_pair(
@@ -137,17 +188,23 @@ def augment_pair(
 
 
 def random_crop(
-    image: np.ndarray, mask: np.ndarray, size: int, target_p: float, rng: np.random.Generator
+    image: np.ndarray,
+    mask: np.ndarray,
+    size: int,
+    target_p: float,
+    rng: np.random.Generator,
+    centres: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A size x size crop; images smaller than the crop are zero-padded (reflect would copy
-    targets)."""
+    """A size x size crop, holding a target pixel with probability `target_p` (`centres`: pick
+    that pixel among these instead of the mask's); images smaller than the crop are zero-padded
+    (reflect would copy targets)."""
     h, w = image.shape
     if h < size or w < size:
         pad_h, pad_w = max(0, size - h), max(0, size - w)
         image = np.pad(image, ((0, pad_h), (0, pad_w)), mode="constant")
         mask = np.pad(mask, ((0, pad_h), (0, pad_w)), mode="constant")
         h, w = image.shape
-    targets = np.argwhere(mask)
+    targets = np.argwhere(mask if centres is None else centres)
     if len(targets) and rng.random() < target_p:
         cy, cx = targets[rng.integers(len(targets))]
         # Place the target anywhere inside the crop, not always at its centre.

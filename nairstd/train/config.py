@@ -37,6 +37,8 @@ HASHED_WHEN_SET: dict[str, Any] = {
     "fa_weight": 0.0,
     "frame_stats": False,
     "optim": "official",
+    "clutter_p": 0.0,
+    "clutter_frames": 64,
 }
 
 
@@ -75,6 +77,12 @@ class TrainConfig:
     # Standardise each training crop with the mean / std of its whole (rescaled) frame, as
     # `predict` standardises a whole frame, instead of the crop's own (False: the crop's).
     frame_stats: bool = False
+    # Probability that a training sample comes from a generated clutter frame (urban / road
+    # scenes at sensor size with 0-4 targets; nairstd.data.synthetic.clutter.TRAIN_CLUTTER, a
+    # seed apart from the OOD check's sets), its crop often on the frame's brightest structure
+    # ends (nairstd.data.dataset.IRSTDDataset.clutter_item; 0.0: off), and how many such frames.
+    clutter_p: float = 0.0
+    clutter_frames: int = 64
     epochs: int = 20  # passes over the training split
     batch_size: int = 8  # global batch (split over the processes under torchrun)
     epoch_steps: int | None = None  # optional cap on the steps of each epoch (short epochs)
@@ -136,6 +144,10 @@ class TrainConfig:
             )
         if not 0.0 <= self.background_p <= 1.0:
             raise ValueError(f"background_p must lie in 0..1, got {self.background_p!r}")
+        if not 0.0 <= self.clutter_p <= 1.0:
+            raise ValueError(f"clutter_p must lie in 0..1, got {self.clutter_p!r}")
+        if not isinstance(self.clutter_frames, int) or self.clutter_frames < 1:
+            raise ValueError(f"clutter_frames must be an integer >= 1, got {self.clutter_frames!r}")
         if not self.fa_weight >= 0.0:
             raise ValueError(f"fa_weight must be >= 0, got {self.fa_weight!r}")
         if self.val_every < 1 or self.ckpt_every < 1:

@@ -39,6 +39,8 @@ class TrainBatches:
             scale_range=(cfg.scale_min, cfg.scale_max),
             background_p=cfg.background_p,
             frame_stats=cfg.frame_stats,
+            clutter_p=cfg.clutter_p,
+            clutter_frames=cfg.clutter_frames,
         )
         self.dataset = IRSTDDataset(
             index,

@@ -104,6 +104,12 @@ CLUTTER_PRESETS: dict[str, ClutterPreset] = {
 }
 
 
+# Frames for training (TrainConfig.clutter_p), never for checking: their own seed, so no frame of
+# the check sets above is ever trained on; 0-4 targets, so about a fifth are target-free and the
+# rest teach the model targets among structure ends, not only that structure is background.
+TRAIN_CLUTTER = ClutterConfig(seed=20251207, targets=(0, 4))
+
+
 @dataclass
 class ClutterFrame:
     """One frame: the pixels as written (uint8 or uint16), its mask, the element kind of every
