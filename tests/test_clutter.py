@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from conftest import write_toolbox_dataset
@@ -286,3 +287,26 @@ def test_notebook_05_tables_show_the_clutter_sets(tmp_path, monkeypatch, small_s
         assert column in table, column
     assert "synthetic-clutter-targets % frames" not in table  # target-free sets only
     assert "median peak" in (tables / "ood_false_targets.md").read_text()
+
+
+def test_notebook_05_passes_in_workers_match_one_process(tmp_path, monkeypatch, small_sets):
+    """The OOD passes spread over worker processes give the very rows one process gives."""
+    from nairstd import ood
+    from nairstd.reproduce import operating_points
+
+    monkeypatch.setattr(ood, "SIZES", {"64x48": (48, 64)})
+    counts = {"native": 2, "64x48": 1, "synthetic-clutter": 2, "synthetic-clutter-targets": 2}
+    monkeypatch.setattr(ood, "frame_counts", lambda profile: counts)
+    index = open_dataset(write_toolbox_dataset(tmp_path, "TOY", n=4))
+    out = {}
+    for workers in (1, 2):
+        tables, figures = tmp_path / f"tables{workers}", tmp_path / f"figures{workers}"
+        figures.mkdir()
+        out[workers] = operating_points.operating_points(
+            "smoke", {}, index, tables, figures, ["tophat", "pstnn"], workers=workers
+        )
+    pd.testing.assert_frame_equal(out[1][0], out[2][0])  # the Pd-Fa sweep
+    pd.testing.assert_frame_equal(out[1][1], out[2][1])  # the OOD rows
+    rows = out[2][1]
+    assert set(rows.loc[rows["method"] == "PSTNN", "set"]) == {"test"}  # classical: test only
+    assert set(rows.loc[rows["method"] == "Top-Hat", "set"]) > {"test"}  # tophat: every set

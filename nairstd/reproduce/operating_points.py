@@ -12,17 +12,23 @@ thresholds on the test-split maps, the OOD table reads every set at the method's
 
 from __future__ import annotations
 
+import json
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from nairstd.baselines import BASELINE_INFO, CLASSICAL
 from nairstd.data.index import DatasetIndex
 from nairstd.ood import OODScore, ood_sets
 from nairstd.operating import operating_point
+from nairstd.profiles import get_profile
 from nairstd.protocols import RESIZE256
+from nairstd.reproduce.parallel import map_in_workers
 from nairstd.sweep import plot_sweeps, probability_maps, sweep
 from nairstd.tables import write_table
 from nairstd.train import RunResult
@@ -65,6 +71,79 @@ def method_models(
     return methods
 
 
+def _save_sets(sets: list, folder: Path) -> None:
+    """Write the OOD sets as .npy files (read back by `_load_sets` in the workers)."""
+    listing = []
+    for i, (name, size, frames) in enumerate(sets):
+        for j, (image, mask) in enumerate(frames):
+            np.save(folder / f"{i:02d}_{j:05d}_image.npy", image)
+            np.save(folder / f"{i:02d}_{j:05d}_mask.npy", mask)
+        listing.append([name, size, len(frames)])
+    (folder / "sets.json").write_text(json.dumps(listing))
+
+
+def _load_sets(folder: Path) -> list:
+    """The sets `_save_sets` wrote; each set's frames read from disk as the pass consumes them."""
+
+    def frames(i: int, n: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for j in range(n):
+            stem = folder / f"{i:02d}_{j:05d}"
+            yield np.load(f"{stem}_image.npy"), np.load(f"{stem}_mask.npy")
+
+    listing = json.loads((folder / "sets.json").read_text())
+    return [(name, size, frames(i, n)) for i, (name, size, n) in enumerate(listing)]
+
+
+def _pass_cost(label: str, ckpt: dict | None) -> float:
+    """Relative seconds of one method's pass (notebook 05's printout, quick profile): orders the
+    worker queue so the longest passes start first."""
+    if ckpt is None:
+        return 90.0 if label in map(_display, OOD_CLASSICAL) or label == "NRAM" else 10.0
+    return 100.0 if "(shipped)" in label else 50.0
+
+
+def _method_pass(
+    label: str, model: Any, ckpt: dict | None, sets: list | str, test_only: bool
+) -> tuple[str, list[dict], list[dict], list[dict], float]:
+    """One method over every OOD set (`sets`, or the folder `_save_sets` wrote; `test_only`: the
+    test set alone): (curve key, curve, sweep rows, OOD rows, seconds)."""
+    start = time.perf_counter()
+    if isinstance(sets, str):
+        sets = _load_sets(Path(sets))
+    protocol, threshold = operating_point(ckpt, None if ckpt else RESIZE256, None)
+    prep = (ckpt or {}).get("preprocessing")
+    curve_key, curve, sweep_rows, ood_rows = f"{label} [{protocol}]", [], [], []
+    for set_name, size, frames in sets:
+        if test_only and set_name != "test":
+            continue
+        pairs = probability_maps(model, frames, protocol, preprocessing=prep)
+        if set_name == "test":
+            curve = sweep(pairs)
+            sweep_rows += [{"method": label, "protocol": protocol, **r} for r in curve]
+        score = OODScore(threshold)
+        for prob, gt in pairs:
+            score.update(prob, gt)
+        m = score.row()
+        ood_rows.append(
+            {
+                "method": label,
+                "protocol": protocol,
+                "threshold": threshold,
+                "set": set_name,
+                "size": size,
+                "frames": m["frames"],
+                "Pd": m["Pd"],
+                "Fa": m["Fa"],
+                "false_targets_per_frame": m["fa_per_frame"],
+                # in % of frames, on target-free sets only (the table keeps those columns)
+                "frames_with_false": 100 * m["frames_with_false"] if not m["targets"] else None,
+                "false_area_median": m["false_area_median"],
+                "false_peak_median": m["false_peak_median"],
+            }
+        )
+    return curve_key, curve, sweep_rows, ood_rows, time.perf_counter() - start
+
+
 def operating_points(
     profile: str,
     runs: dict[str, RunResult],
@@ -72,46 +151,33 @@ def operating_points(
     tables_dir: Path,
     figures_dir: Path,
     classical: list[str] | None = None,
+    workers: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
     """(sweep rows, OOD rows, figure path); writes tables `pd_fa_sweep`, `ood_check` and the
-    figure `pd_fa_curves.png`."""
-    sets = list(ood_sets(test, profile))
+    figure `pd_fa_curves.png`. `workers`: processes for the passes (None: the profile's)."""
+    methods = method_models(runs, classical)
+    workers = get_profile(profile).workers if workers is None else workers
+    everywhere = set(map(_display, OOD_CLASSICAL))  # classical methods run on every set
     curves: dict[str, list[dict]] = {}
     sweep_rows, ood_rows = [], []
-    for label, (model, ckpt) in method_models(runs, classical).items():
-        start = time.perf_counter()
-        protocol, threshold = operating_point(ckpt, None if ckpt else RESIZE256, None)
-        prep = (ckpt or {}).get("preprocessing")
-        is_classical = ckpt is None
-        for set_name, size, frames in sets:
-            if is_classical and set_name != "test" and label not in map(_display, OOD_CLASSICAL):
-                continue
-            pairs = probability_maps(model, frames, protocol, preprocessing=prep)
-            if set_name == "test":
-                curves[f"{label} [{protocol}]"] = rows = sweep(pairs)
-                sweep_rows += [{"method": label, "protocol": protocol, **r} for r in rows]
-            score = OODScore(threshold)
-            for prob, gt in pairs:
-                score.update(prob, gt)
-            m = score.row()
-            ood_rows.append(
-                {
-                    "method": label,
-                    "protocol": protocol,
-                    "threshold": threshold,
-                    "set": set_name,
-                    "size": size,
-                    "frames": m["frames"],
-                    "Pd": m["Pd"],
-                    "Fa": m["Fa"],
-                    "false_targets_per_frame": m["fa_per_frame"],
-                    # in % of frames, on target-free sets only (the table keeps those columns)
-                    "frames_with_false": 100 * m["frames_with_false"] if not m["targets"] else None,
-                    "false_area_median": m["false_area_median"],
-                    "false_peak_median": m["false_peak_median"],
-                }
-            )
-        print(f"{label}: {time.perf_counter() - start:.0f} s", flush=True)
+    with tempfile.TemporaryDirectory(prefix="nairstd-ood-") as folder:
+        # One pass per method, the passes spread over worker processes (one per core). The OOD
+        # frames (1.4 GB under quick) are generated once and read back from disk by each pass.
+        sets: list | str = list(ood_sets(test, profile))
+        if workers > 1 and len(methods) > 1:
+            _save_sets(sets, Path(folder))
+            sets = folder
+        tasks = [
+            (label, model, ckpt, sets, ckpt is None and label not in everywhere)
+            for label, (model, ckpt) in methods.items()
+        ]
+        costs = [_pass_cost(label, ckpt) for label, (_, ckpt) in methods.items()]
+        passes = map_in_workers(_method_pass, tasks, workers, costs, list(methods))
+    for label, (curve_key, curve, sweeps_of, oods_of, seconds) in zip(methods, passes):
+        curves[curve_key] = curve
+        sweep_rows += sweeps_of
+        ood_rows += oods_of
+        print(f"{label}: {seconds:.0f} s", flush=True)
     sweeps = pd.DataFrame(sweep_rows)
     write_table(
         sweeps,
