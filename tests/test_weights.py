@@ -221,6 +221,38 @@ def test_official_row_measured_with_weights_at_hand(tmp_path, monkeypatch):
     assert any("MIT licence" in n and "import-weights rpcanet" in n for n in notes)
 
 
+def test_official_passes_fill_the_caches_the_rows_read(tmp_path, monkeypatch):
+    """Table III runs the published weights' passes in workers; the rows then only read caches."""
+    from nairstd.data.index import find_dataset
+    from nairstd.reproduce import official_weights
+    from nairstd.reproduce.official_weights import official_weights_passes
+    from nairstd.train import evaluate
+
+    monkeypatch.setenv("NAIRSTD_WEIGHTS", str(tmp_path / "no-weights"))
+    sirst_like = find_dataset(write_toolbox_dataset(tmp_path, "SIRST", n=3))
+    assert official_weights_passes([sirst_like], "quick") == []  # no weights: nothing to run
+    folder = tmp_path / "weights" / "rpcanet-sirst"
+    folder.mkdir(parents=True)
+    fake_official(folder / "RPCANet.pkl")
+    monkeypatch.setenv("NAIRSTD_WEIGHTS", str(tmp_path / "weights"))
+    passes = official_weights_passes([sirst_like], "quick", limit=1)
+    assert [label for label, _, _ in passes] == [
+        "RPCANet official weights: scoring",
+        "RPCANet official weights: gap analysis",  # quick's gap_scope "metrics"
+    ]
+    for _, fn, args in passes:
+        fn(*args)
+
+    def recompute(*args, **kwargs):
+        raise AssertionError("recomputed a pass the workers had cached")
+
+    monkeypatch.setattr(evaluate, "evaluate_checkpoint", recompute)
+    monkeypatch.setattr(official_weights, "gap_rows", recompute)
+    rows, _ = official_weights_rows([sirst_like], "quick", tmp_path / "tables", limit=1)
+    measured = [r for r in rows if r["source"].startswith("official weights, measured")]
+    assert len(measured) == 1 and np.isfinite(measured[0]["IoU"])
+
+
 def test_toolbox_pd_fa_drops_false_alarms_of_a_matched_area():
     from nairstd.reproduce.peer_metrics import toolbox_pd_fa
 

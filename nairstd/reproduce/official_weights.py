@@ -282,6 +282,42 @@ def gap_notes(key: str, gap: pd.DataFrame, authors: dict[str, Any]) -> list[str]
     return notes
 
 
+def cached_official_eval(ckpt: Path, test: DatasetIndex, limit: int | None) -> dict[str, Any]:
+    """Our metrics of published weights on `test`'s test split (resize256), cached beside the
+    imported checkpoint."""
+    from nairstd.train.evaluate import evaluate_checkpoint
+
+    cache = ckpt.with_name(f"{ckpt.stem}_eval_{test.name}_test_{limit or 'all'}.json")
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    result = evaluate_checkpoint(ckpt, test, "test", RESIZE256, limit=limit)
+    write_json(cache, result)
+    return result
+
+
+def official_weights_passes(
+    test_sets: list[DatasetIndex], profile: str, limit: int | None = None, scope: str | None = None
+) -> list[tuple[str, Any, tuple]]:
+    """The inference passes behind `official_weights_rows` as (label, function, args) tasks that
+    fill its caches (the scoring, the gap analysis), so that they can run in worker processes
+    at once; `official_weights_rows` then reads them back."""
+    scope = scope or get_profile(profile).gap_scope
+    tasks: list[tuple[str, Any, tuple]] = []
+    for key, entry in OFFICIAL.items():
+        test = next((t for t in test_sets if t.name == entry["dataset"]), None)
+        ckpt = official_checkpoint(key) if test is not None else None
+        if test is None or ckpt is None:
+            continue
+        name = entry["table_name"]
+        tasks.append(
+            (f"{name} official weights: scoring", cached_official_eval, (ckpt, test, limit))
+        )
+        if scope is not None:
+            args = (ckpt, test, scope, limit)
+            tasks.append((f"{name} official weights: gap analysis", cached_gap_analysis, args))
+    return tasks
+
+
 def official_weights_rows(
     test_sets: list[DatasetIndex],
     profile: str,
@@ -293,7 +329,6 @@ def official_weights_rows(
     test split under its own preprocessing, beside the authors' figure; plus the notes (where
     the weights came from; the measured gap). Absent weights or test set give an `n/c` row."""
     from nairstd.train.checkpoint import load_model
-    from nairstd.train.evaluate import evaluate_checkpoint
 
     scope = scope or get_profile(profile).gap_scope
     rows: list[dict] = []
@@ -327,12 +362,7 @@ def official_weights_rows(
             rows.append({**base, "source": f"official weights: n/c ({reason})"})
             notes.append(f"{entry['table_name']} official weights: n/c - {reason}")
             continue
-        cache = ckpt.with_name(f"{ckpt.stem}_eval_{test.name}_test_{limit or 'all'}.json")
-        if cache.is_file():
-            result = json.loads(cache.read_text())
-        else:
-            result = evaluate_checkpoint(ckpt, test, "test", RESIZE256, limit=limit)
-            write_json(cache, result)
+        result = cached_official_eval(ckpt, test, limit)
         rows.append(
             {
                 **base,
