@@ -186,9 +186,8 @@ def table3(
 # Relative seconds per test image of each classical method on one thread (Table III's printout):
 # orders the worker queue so the longest evaluations start first.
 CLASSICAL_COST = {"tophat": 0.01, "mpcm": 0.01, "pstnn": 0.09, "nram": 1.05}
-OFFICIAL_COST = (
-    3.2  # a pass of the published weights (RPCANet base size: 3.2 s an image, one thread)
-)
+# A pass of the published weights: RPCANet at base size, 3.2 s an image on one thread.
+OFFICIAL_COST = 3.2
 
 
 def _call(fn, args: tuple):
