@@ -73,3 +73,14 @@ def test_atomic_dir_swaps_in_only_a_finished_folder(tmp_path):
         (tmp / "new.txt").write_text("new")
     assert [p.name for p in final.iterdir()] == ["new.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]
+
+
+def test_discovery_skips_hidden_half_written_datasets(tmp_path):
+    """A writer's `.NAME.partial-PID-*` folder (io.atomic_dir) has the toolbox layout while it is
+    written; discovery must not pool it (into IRSTD-Hard, say) and then lose its files."""
+    from nairstd.data import discover_datasets
+
+    _dataset(tmp_path, "A", [[4]])
+    _dataset(tmp_path, ".A.partial-123-abcd", [[4]])
+    _dataset(tmp_path, ".ipynb_checkpoints", [[4]])
+    assert [d.name for d in discover_datasets(str(tmp_path))] == ["A"]

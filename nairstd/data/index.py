@@ -264,12 +264,19 @@ def _case_insensitive(root: Path, name: str) -> list[Path]:
 
 
 def discover_datasets(data_root: str | None = None) -> list[DatasetIndex]:
-    """Every dataset folder directly under the data roots (first root wins on a name clash)."""
+    """Every dataset folder directly under the data roots (first root wins on a name clash).
+
+    Hidden folders are skipped: they are another process's half-written dataset
+    (`.NAME.partial-PID-*`, `io.atomic_dir`) or a tool's (.ipynb_checkpoints), never a dataset,
+    and reading one races its writer (two `reference run` processes on a fresh checkout pooled
+    a partial synthetic-tiny into IRSTD-Hard and failed on its vanished files)."""
     found: dict[str, DatasetIndex] = {}
     for root in data_roots(data_root):
         if not root.is_dir():
             continue
         for folder in sorted(root.iterdir()):
+            if folder.name.startswith("."):
+                continue
             if folder.is_dir() and folder.name not in found and detect_layout(folder):
                 found[folder.name] = open_dataset(folder)
     return list(found.values())
