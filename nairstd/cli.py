@@ -427,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     ref_run = ref.add_parser(
         "run",
         help="train every pending unit (arm x dataset x seed, and the doubled-budget seed)",
-        description="Trains the reference profile's runs of claims C1-C4 in worker processes "
+        description="Trains the reference profile's runs of claims C1-C5 in worker processes "
         "(resumable: finished units have a bundle in results/reference/, interrupted runs resume "
         "from the run cache) and writes each unit's result bundle as it finishes.",
     )

@@ -108,6 +108,47 @@ def test_reference_verdicts_count_the_seeds(tmp_path):
     assert {r["claim"] for r in rows["all"]} == {"C1"}
 
 
+def test_c5_plans_every_deep_baseline_and_meets_the_strongest(tmp_path):
+    """C5 at the reference budget: Na-IRSTD and each deep baseline, same budget, their own
+    recipes; the verdict pairs Na-IRSTD with the baseline whose mean test IoU over the seeds is
+    the highest on that test set (the hardest opponent), and needs every arm's bundles."""
+    from nairstd.baselines import DEEP_BASELINES
+
+    units = reference.plan_units(["C5"], seeds=[0], doubled=False)
+    assert [u.arm for u in units] == ["two_stage_soft", *DEEP_BASELINES]
+    (config,) = Unit("SIRST", "dnanet", 0).configs()
+    assert (config.model, config.max_steps, config.crop_size, config.batch_size) == (
+        "dnanet",
+        3200,
+        None,
+        8,
+    )
+    assert (config.loss, config.optim) == ("paper", "official")  # its paper's loss, its optimiser
+    union = np.random.default_rng(1).integers(20, 40, 40)
+    # IoU per arm: ours 0.6; dnanet 0.55 (the strongest baseline), the others 0.3-0.5.
+    share = {"two_stage_soft": 0.6, "dnanet": 0.55, "acm": 0.5, "isnet": 0.3}
+    for seed in range(3):
+        for arm in ["two_stage_soft", *DEEP_BASELINES]:
+            inter = (union * share.get(arm, 0.4)).astype(int)
+            _fake_bundle(tmp_path, Unit("TOY", arm, seed), inter, union, 50.0)
+            path = Unit("TOY", arm, seed).folder(tmp_path) / "test_TOY.json"
+            result = json.loads(path.read_text())
+            result["IoU"] = 100.0 * inter.sum() / union.sum()
+            path.write_text(json.dumps(result))
+    rows = reference_report.reference_claims(reference.load_bundles(tmp_path), 200)
+    (c5,) = [r for r in rows if r["claim"] == "C5"]
+    assert c5["seeds"] == [0, 1, 2] and len(c5["effects"]) == 1
+    assert "dnanet" in json.dumps(c5["effects"][0]) and "acm" not in json.dumps(c5["effects"][0])
+    assert any("strongest other trained method on this test set: dnanet" in n for n in c5["notes"])
+    assert c5["verdict"] == claims.REPRODUCED  # +5 IoU on every image and seed
+    # One baseline without its bundles: no C5 row (the report reads "not computed").
+    import shutil
+
+    shutil.rmtree(tmp_path / "TOY" / "rpcanet")
+    rows = reference_report.reference_claims(reference.load_bundles(tmp_path), 200)
+    assert "C5" not in {r["claim"] for r in rows}
+
+
 def test_convergence_marks(tmp_path):
     _c1_bundles(tmp_path, carried_by_one_seed=False, x2_best=61.5)  # +1.5 val IoU at 2x
     conv = reference_report.convergence(reference.load_bundles(tmp_path)).set_index("arm")

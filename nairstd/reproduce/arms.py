@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from nairstd.baselines import BASELINE_INFO, DEEP_BASELINES
 from nairstd.data.hard import HARD_NAME
 from nairstd.data.images import DataError
 from nairstd.data.index import DatasetIndex, find_dataset
@@ -44,6 +45,12 @@ ARMS = {
     "one_stage_hard": Arm("na_irstd", "one", "hard", "Na-IRSTD one-stage, hard labels"),
     "stage1_soft": Arm("na_irstd", "1", "soft", "Stage 1 (scorer), soft labels"),
     "stage1_hard": Arm("na_irstd", "1", "hard", "Stage 1 (scorer), hard labels"),
+    # C5's opponents (Table III): each deep baseline, one-stage with its own paper's loss and
+    # optimiser (nairstd.train.recipes, applied by the loop from the model name).
+    **{
+        name: Arm(name, "one", title=f"{BASELINE_INFO[name]['table_name']}, its paper's recipe")
+        for name in DEEP_BASELINES
+    },
 }
 
 

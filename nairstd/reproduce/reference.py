@@ -1,4 +1,4 @@
-"""The reference budget of claims C1-C4 (issue 21): runs that outlive a session, as evidence.
+"""The reference budget of claims C1-C5 (issue 21): runs that outlive a session, as evidence.
 
 `python -m nairstd reference run` trains every arm of the chosen claims on the `reference`
 profile's budget (3200 optimiser steps on whole 256x256 images at batch 8, two-stage 800 + 2400,
@@ -37,6 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from nairstd.baselines import DEEP_BASELINES
 from nairstd.paths import git_commit, project_root
 from nairstd.profiles import Budget, get_profile
 
@@ -48,6 +49,8 @@ CLAIM_ARMS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "C4": (("stage1_soft", "stage1_hard"), ("SIRST", "synthetic-nudt")),
     "C2": (("detector", "dense_cnn", "two_stage_soft"), ("SIRST",)),
     "C3": (("one_stage_hard", "one_stage_soft", "two_stage_hard", "two_stage_soft"), ("SIRST",)),
+    # C5 (Table III): Na-IRSTD against every deep baseline, each on the same reference budget.
+    "C5": (("two_stage_soft", *DEEP_BASELINES), ("SIRST",)),
 }
 SATURATION_K = 16  # C4's "near saturation" reference K (as nairstd.reproduce.stage1)
 STILL_IMPROVING_IOU = 1.0  # a doubled run gaining more val IoU than this: "still improving"

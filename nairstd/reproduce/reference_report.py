@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from nairstd.baselines import DEEP_BASELINES
 from nairstd.profiles import get_profile
 from nairstd.reproduce.claims import ClaimResult, paired_effect, saturation_effect
 from nairstd.reproduce.reference import (
@@ -38,6 +39,7 @@ STATEMENTS = {
     "C3": "two-stage training with soft labels is the best of four settings (Table V)",
     "C4": "soft labels give higher Top-K coverage than hard labels, and K = 5 is near "
     "saturation (Fig. 7)",
+    "C5": "Na-IRSTD is the best of all methods on every test set (Table III)",
 }
 PAIRS = {
     "C1": [("detector", "detector_ds2")],
@@ -48,6 +50,9 @@ PAIRS = {
         ("two_stage_soft", "two_stage_hard"),
     ],
     "C4": [("stage1_soft", "stage1_hard")],  # coverage; plus K=5 vs K=16 saturation
+    # C5: Na-IRSTD against the strongest deep baseline on each test set, chosen per test set
+    # (`_c5_pairs`); these are the arms it chooses from.
+    "C5": [("two_stage_soft", name) for name in DEEP_BASELINES],
 }
 
 
@@ -69,6 +74,7 @@ def paper_effects() -> dict[str, str]:
             f"vs {o}: {paper_effect(t5, 'setting', 'two_stage_soft', o)}" for o in others
         ),
         "C4": "plot only (Fig. 7): soft above hard; coverage flattens by K = 5",
+        "C5": "best on every dataset (Table III)",
     }
 
 
@@ -162,8 +168,12 @@ def reference_claims(bundles: list[dict], n_boot: int | None = None) -> list[dic
             if not seeds:
                 continue
             for test_set in _test_sets(have[0]):
-                effects = []
-                for better, worse in pairs:
+                effects, notes = [], []
+                chosen = pairs
+                if claim == "C5":
+                    chosen, strongest = _c5_pairs(by, dataset, test_set, seeds)
+                    notes.append(strongest)
+                for better, worse in chosen:
                     metric = "coverage" if claim == "C4" else "IoU"
                     effects.append(
                         paired_effect(
@@ -193,6 +203,7 @@ def reference_claims(bundles: list[dict], n_boot: int | None = None) -> list[dic
                     effects=effects,
                     seeds=seeds,
                     budget=first["budget"],
+                    notes=notes,
                 )
                 row = result.to_dict()
                 row["marks"] = [f"{a}: {marks.get((dataset, a), '?')}" for a in arms]
@@ -201,6 +212,27 @@ def reference_claims(bundles: list[dict], n_boot: int | None = None) -> list[dic
                 )
                 out.append(row)
     return out
+
+
+def _c5_pairs(
+    by: dict, dataset: str, test_set: str, seeds: list[int]
+) -> tuple[list[tuple[str, str]], str]:
+    """C5's one comparison on a test set: Na-IRSTD against the baseline with the highest test
+    IoU there, averaged over the seeds (as the quick verdict: the hardest opponent, so choosing
+    it on test can only make the claim harder), and the note that names it."""
+    ours, others = PAIRS["C5"][0][0], [worse for _, worse in PAIRS["C5"]]
+
+    def mean_iou(arm: str) -> float:
+        return float(
+            np.mean([bundle_test(by[(dataset, arm, 1)][s], test_set)["IoU"] for s in seeds])
+        )
+
+    ious = {arm: mean_iou(arm) for arm in others}
+    best = max(ious, key=ious.get)
+    return [(ours, best)], (
+        f"strongest other trained method on this test set: {best} "
+        f"(mean test IoU over the seeds {ious[best]:.2f})"
+    )
 
 
 def reference_notes(current: list[dict], stale: list[dict], figure: str | None) -> list[str]:
