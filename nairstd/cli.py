@@ -434,7 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     ref_status = ref.add_parser("status", help="every planned unit: done, stale or pending")
     for sub in (ref_run, ref_status):
         sub.add_argument(
-            "--claims", nargs="+", default=["C1", "C4", "C2", "C3"], help="claims (in order)"
+            "--claims", nargs="+", default=["C1", "C4", "C2", "C3", "C5"], help="claims (in order)"
         )
         sub.add_argument("--seeds", nargs="+", type=non_negative, help="default: 0 1 2")
         sub.add_argument("--datasets", nargs="+", help="training sets (default: each claim's)")
