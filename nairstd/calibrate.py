@@ -50,6 +50,7 @@ from nairstd.data.images import DataError, read_image
 from nairstd.data.preprocess import checkpoint_preprocessing
 from nairstd.grid import EIGHT_CONNECTED
 from nairstd.io import InputFiles, save_torch, sha256_file
+from nairstd.isolation import IsolationTest, structure_test
 from nairstd.operating import PRETRAINED, default_checkpoint, operating_point, recorded_protocol
 from nairstd.predict import collect_inputs
 from nairstd.probability import TILE, predict_probability
@@ -66,9 +67,16 @@ RESUME_KEYS = ("optimizer", "scheduler", "scaler", "state", "rng", "world_size")
 RULE = "lowest threshold in 0.05..0.99 (steps of 0.01) with false targets per frame <= budget"
 
 
-def component_counts(prob: np.ndarray, thresholds: Sequence[float]) -> list[int]:
+def component_counts(
+    prob: np.ndarray,
+    thresholds: Sequence[float],
+    image: np.ndarray | None = None,
+    structures: IsolationTest | None = None,
+) -> list[int]:
     """Number of detections (nairstd.predict.detection_labels) of `prob` at each of the ascending
-    `thresholds`, in one pass.
+    `thresholds`, in one pass. With `structures` (and the input `image`), a detection the
+    isolation test calls a structure end is not counted, as predict --reject-structures drops it
+    (nairstd.isolation); it is still searched for detections at higher thresholds.
 
     A component above a higher threshold lies inside exactly one component above a lower one, so
     each threshold labels only inside the previous threshold's components (their boxes, masked to
@@ -77,6 +85,10 @@ def component_counts(prob: np.ndarray, thresholds: Sequence[float]) -> list[int]
     """
     if any(b <= a for a, b in zip(thresholds, thresholds[1:])):
         raise ValueError(f"thresholds must be ascending, got {list(thresholds)}")
+    if structures is not None:
+        if image is None or np.shape(image) != prob.shape:
+            raise ValueError("the isolation test needs the input image, of the map's size")
+        image = np.asarray(image, np.float32)
     h, w = prob.shape
     # (rows, cols, the component's pixels inside that box or None: the whole box)
     regions: list[tuple[slice, slice, np.ndarray | None]] = [(slice(0, h), slice(0, w), None)]
@@ -96,6 +108,10 @@ def component_counts(prob: np.ndarray, thresholds: Sequence[float]) -> list[int]
                 sub_rows = slice(rows.start + box[0].start, rows.start + box[0].stop)
                 sub_cols = slice(cols.start + box[1].start, cols.start + box[1].stop)
                 found.append((sub_rows, sub_cols, labels[box] == j))
+                if structures is not None and structures.is_structure_end(
+                    image, sub_rows, sub_cols, found[-1][2]
+                ):
+                    n -= 1
         counts.append(n)
         regions = found
     return counts
@@ -185,12 +201,15 @@ def frame_counts(
     files: Sequence[Path],
     thresholds: Sequence[float] = CALIBRATION_THRESHOLDS,
     log: Callable[[str], None] | None = None,
+    structures: IsolationTest | None = None,
 ) -> np.ndarray:
-    """(frames, thresholds) detections per frame: each file read, run once, counted, dropped."""
+    """(frames, thresholds) detections per frame: each file read, run once, counted, dropped
+    (`structures`: structure ends not counted, nairstd.isolation)."""
     counts = np.zeros((len(files), len(thresholds)), np.int64)
     step = max(1, len(files) // 10)
     for i, file in enumerate(files):
-        counts[i] = component_counts(infer(read_image(file)), thresholds)
+        image = read_image(file)
+        counts[i] = component_counts(infer(image), thresholds, image, structures)
         if log and ((i + 1) % step == 0 or i + 1 == len(files)):
             log(f"calibrate: {i + 1}/{len(files)} frames")
     return counts
@@ -345,10 +364,14 @@ def calibrate(
     device: str = "auto",
     log: Callable[[str], None] | None = None,
     thresholds: Sequence[float] = CALIBRATION_THRESHOLDS,
+    reject_structures: str = "auto",
 ) -> CalibrationResult:
     """Calibrate `checkpoint` (None: the shipped na_irstd) on the target-free frames of
     `background` (files and folders) and write the calibrated copy to `out`; see the module.
-    protocol None: the checkpoint's (as `predict`); tile None: predict's TILE."""
+    protocol None: the checkpoint's (as `predict`); tile None: predict's TILE.
+    reject_structures (auto, on, off): count detections as predict will report them with the
+    isolation test (nairstd.isolation) on or off; auto: as the checkpoint records. The copy
+    records the choice, so predict applies the same test the threshold was set with."""
     source, files = check_inputs(checkpoint, background, max_false_per_frame)
     calib, held = split_holdout(len(files), holdout, seed)
     device = resolve_device(device)
@@ -363,7 +386,10 @@ def calibrate(
     def infer(image: np.ndarray) -> np.ndarray:
         return predict_probability(model, image, protocol, size, device, tile, preprocessing=prep)
 
-    counts = frame_counts(infer, files, thresholds, log)
+    structures = structure_test(reject_structures, ckpt)
+    if structures is not None and log:
+        log(f"calibrate: rejecting structure ends ({structures.describe()})")
+    counts = frame_counts(infer, files, thresholds, log, structures)
     curve = _curve(counts[calib], thresholds)
     values = [row["false_per_frame"] for row in curve]
     best = choose_threshold(values, thresholds, max_false_per_frame, len(calib))
@@ -374,6 +400,7 @@ def calibrate(
         ckpt, files, calib, curve, best, max_false_per_frame, protocol, tile
     )
     calibration["val_pd_at_threshold"] = pd
+    calibration["reject_structures"] = structures.to_dict() if structures else None
     result = CalibrationResult(Path(out), threshold, calibration)
     if held:
         holdout_check(result, files, held, counts, best, holdout, seed, thresholds)
@@ -389,7 +416,12 @@ def calibrate(
             f"the checkpoint records no validation Pd at or below threshold {threshold}: check "
             "its Pd there on labelled frames (e.g. python -m nairstd eval)"
         )
-    _write_copy(ckpt, points, threshold, protocol, calibration, Path(out).expanduser())
+    if structures is not None:
+        result.notes.append(
+            "the recorded validation Pd was measured without the isolation test; at alpha 0.5 "
+            "it cost none of the shipped na_irstd's SIRST validation targets (nairstd.isolation)"
+        )
+    _write_copy(ckpt, points, threshold, protocol, calibration, Path(out).expanduser(), structures)
     return result
 
 
@@ -400,6 +432,7 @@ def _write_copy(
     protocol: str,
     calibration: dict[str, Any],
     out: Path,
+    structures: IsolationTest | None = None,
 ) -> None:
     """The calibrated copy: the same weights and records, the new operating point, the evidence.
     The validation records keep saying which threshold they were measured at."""
@@ -412,4 +445,5 @@ def _write_copy(
         metrics["val_sweep"] = _shipped_sweep(ckpt)  # the copy lives outside nairstd/pretrained
     copy["metrics"] = metrics
     copy.update(threshold=threshold, protocol=protocol, calibration=calibration)
+    copy["reject_structures"] = structures.to_dict() if structures else None
     save_torch(copy, out)

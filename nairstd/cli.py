@@ -18,6 +18,7 @@ import warnings
 from nairstd import commands
 from nairstd.compiling import COMPILE_CHOICES, COMPILE_HELP
 from nairstd.data.images import DataError
+from nairstd.isolation import REJECT_CHOICES
 from nairstd.onnx_backend import BACKENDS
 from nairstd.profiles import DEFAULT_PROFILE, PROFILES
 from nairstd.protocols import NATIVE, PROTOCOLS, RESIZE256
@@ -28,6 +29,13 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+REJECT_HELP = (
+    "drop detections that are the bright end of a larger structure (lamp heads on their poles, "
+    "roof corners, roof-top plant: nairstd.isolation): on, off, or auto (default: what the "
+    "checkpoint records, e.g. one written by calibrate --reject-structures on; else off)"
+)
 
 
 def _int_at_least(low: int):
@@ -304,6 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
         "0: never)",
     )
     pred.add_argument("--compile", default="auto", choices=COMPILE_CHOICES, help=COMPILE_HELP)
+    pred.add_argument(
+        "--reject-structures", default="auto", choices=REJECT_CHOICES, help=REJECT_HELP
+    )
     pred.set_defaults(func=commands.predict)
 
     cal = verbs.add_parser(
@@ -365,6 +376,14 @@ def build_parser() -> argparse.ArgumentParser:
         "split checks Pd (default SIRST; needs --finetune)",
     )
     cal.add_argument("--device", default="auto", help="auto (default), cpu, cuda")
+    cal.add_argument(
+        "--reject-structures",
+        default="auto",
+        choices=REJECT_CHOICES,
+        help="count the detections as predict reports them with this isolation test "
+        "(nairstd.isolation; on, off, auto: as the checkpoint records) and record it in the "
+        "copy, so predict applies the same; not with --finetune",
+    )
     cal.add_argument("--json", action="store_true", help="print the recorded evidence as JSON")
     cal.set_defaults(func=commands.calibrate)
     exp = verbs.add_parser(
@@ -418,6 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--profile", default=DEFAULT_PROFILE, choices=PROFILES)
     check.add_argument("--protocol", choices=PROTOCOLS, help="default: the checkpoint's")
     check.add_argument("--threshold", type=float, help="default: the checkpoint's, else 0.5")
+    check.add_argument(
+        "--reject-structures", default="auto", choices=REJECT_CHOICES, help=REJECT_HELP
+    )
     check.add_argument("--json", action="store_true")
     check.set_defaults(func=commands.ood)
 

@@ -367,6 +367,7 @@ def predict(args: argparse.Namespace) -> int:
         compile_mode=args.compile,
         threshold=args.threshold,
         backend=args.backend,
+        reject_structures=args.reject_structures,
     )
     n = len(result.written)
     print(
@@ -390,6 +391,12 @@ def calibrate(args: argparse.Namespace) -> int:
     log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     if args.finetune:
         from nairstd.finetune import DEFAULT_REPLAY, DEFAULT_STEPS, calibrate_finetune
+
+        if args.reject_structures != "auto":
+            raise ValueError(
+                "--reject-structures applies to calibrate without --finetune (the fine-tune "
+                "mines the false targets the model raises, structure ends included)"
+            )
 
         result = calibrate_finetune(
             args.checkpoint,
@@ -420,6 +427,7 @@ def calibrate(args: argparse.Namespace) -> int:
             seed=args.seed,
             device=args.device,
             log=log,
+            reject_structures=args.reject_structures,
         )
     for line in result.warnings:
         print(f"warning: {line}", file=sys.stderr)
@@ -434,6 +442,12 @@ def calibrate(args: argparse.Namespace) -> int:
         if before
         else ""
     )
+    if cal.get("reject_structures"):
+        test = cal["reject_structures"]
+        print(
+            f"structure ends rejected (isolation test alpha {test['alpha']:g}, window "
+            f"{test['window']} px, area {test['area_max']} px), as predict will with this copy"
+        )
     print(
         f"{cal['frames']} target-free frames (protocol {cal['protocol']}, tile {cal['tile']}): "
         f"threshold {result.threshold} keeps {cal['false_per_frame']:.3f} false targets per "
@@ -510,6 +524,7 @@ def ood(args: argparse.Namespace) -> int:
     import math
 
     from nairstd.data import find_dataset
+    from nairstd.isolation import structure_test
     from nairstd.ood import ood_check
     from nairstd.operating import default_checkpoint, operating_point
     from nairstd.train.checkpoint import load_model
@@ -517,6 +532,7 @@ def ood(args: argparse.Namespace) -> int:
 
     model, ckpt = load_model(args.checkpoint or default_checkpoint())
     protocol, threshold = operating_point(ckpt, args.protocol, args.threshold)
+    structures = structure_test(args.reject_structures, ckpt)
     with cpu_threads(1):
         rows = ood_check(
             model,
@@ -525,15 +541,28 @@ def ood(args: argparse.Namespace) -> int:
             threshold,
             protocol,
             ckpt.get("preprocessing"),
+            structures=structures,
         )
     if args.json:
         clean = [
             {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
             for r in rows
         ]
-        print(json.dumps({"protocol": protocol, "threshold": threshold, "rows": clean}))
+        rejecting = structures.to_dict() if structures else None
+        print(
+            json.dumps(
+                {
+                    "protocol": protocol,
+                    "threshold": threshold,
+                    "reject_structures": rejecting,
+                    "rows": clean,
+                }
+            )
+        )
         return 0
     print(f"{ckpt['path']}: protocol {protocol}, threshold {threshold}")
+    if structures is not None:
+        print(f"rejecting structure ends: isolation test {structures.describe()}")
     for r in rows:
         line = (
             f"{r['set']:>25} {r['size']:>9} {r['frames']:>4} frames: Pd {r['Pd']:6.2f} | "

@@ -111,6 +111,8 @@ def export_metadata(
         "torch": torch.__version__,
         "opset": str(OPSET),
     }
+    if ckpt.get("reject_structures"):  # a calibrated copy's isolation test travels with it
+        meta["reject_structures"] = json.dumps(ckpt["reject_structures"], sort_keys=True)
     if has_native_branch(model):
         meta["top_k"] = str(unwrap(model).top_k)
     path = ckpt.get("path")

@@ -103,6 +103,8 @@ def checkpoint_info(meta: dict[str, str], where: str) -> dict[str, Any]:
             info["threshold"] = float(meta["threshold"])
         if meta.get("preprocessing"):
             info["preprocessing"] = json.loads(meta["preprocessing"])
+        if meta.get("reject_structures"):
+            info["reject_structures"] = json.loads(meta["reject_structures"])
     except ValueError as err:
         raise DataError(f"{where}: unreadable metadata ({err})") from err
     return info

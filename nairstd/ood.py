@@ -33,6 +33,7 @@ from scipy import ndimage
 
 from nairstd.data.background import inpaint_targets
 from nairstd.data.images import resize_image
+from nairstd.isolation import IsolationTest, suppress_structure_ends
 from nairstd.metrics import IRSTDMetrics
 from nairstd.profiles import DEFAULT_PROFILE, get_profile
 from nairstd.protocols import NATIVE
@@ -166,9 +167,11 @@ def score_frames(
     threshold: float = 0.5,
     protocol: str = NATIVE,
     preprocessing: dict | None = None,
+    structures: IsolationTest | None = None,
 ) -> dict[str, Any]:
     """Pd, Fa, false targets per frame and their character (`OODScore.row`) of `model` (torch
-    model or classical function)."""
+    model or classical function); `structures`: detections the isolation test calls structure
+    ends dropped first, as predict --reject-structures on does (nairstd.isolation)."""
     from nairstd.sweep import probability_maps
 
     score = OODScore(threshold)
@@ -176,6 +179,8 @@ def score_frames(
         ((prob, gt),) = probability_maps(
             model, [(image, mask)], protocol, preprocessing=preprocessing
         )
+        if structures is not None:
+            prob, _ = suppress_structure_ends(image, prob, threshold, structures)
         score.update(prob, gt)
     return score.row()
 
@@ -189,6 +194,7 @@ def ood_check(
     preprocessing: dict | None = None,
     sets: list[tuple[str, str, list]] | None = None,
     only: Iterable[str] | None = None,
+    structures: IsolationTest | None = None,
 ) -> list[dict[str, Any]]:
     """One row per OOD set (COLUMNS). Pass `sets` (list(ood_sets(...))) to score several models
     on the same frames without rebuilding them; `only` scores just the sets named."""
@@ -197,6 +203,6 @@ def ood_check(
     for name, size, frames in sets:
         if not frames:
             continue
-        r = score_frames(model, frames, threshold, protocol, preprocessing)
+        r = score_frames(model, frames, threshold, protocol, preprocessing, structures)
         rows.append({"set": name, "size": size, **r})
     return rows

@@ -51,6 +51,7 @@ from nairstd.data.images import IMAGE_EXTENSIONS, DataError, read_image
 from nairstd.data.preprocess import checkpoint_preprocessing
 from nairstd.grid import EIGHT_CONNECTED
 from nairstd.io import InputFiles, save_png, write_text
+from nairstd.isolation import structure_test, suppress_structure_ends
 from nairstd.models.traits import unwrap
 from nairstd.onnx_backend import BACKENDS, OnnxModel, ProbabilityModel, is_onnx_file
 from nairstd.operating import (
@@ -337,6 +338,7 @@ def predict_files(
     compile_mode: str = "off",
     threshold: float | None = None,
     backend: str = "auto",
+    reject_structures: str = "auto",
 ) -> PredictResult:
     """Predict every input image; write `<stem>.png` maps and `detections.csv` to output_dir.
 
@@ -351,6 +353,9 @@ def predict_files(
     the checkpoint records (nairstd.operating), else native / 0.5.
     backend: auto, torch or onnxruntime (`choose_backend`); onnxruntime takes `device` as its
     execution provider and never compiles (`compile_mode` "on" is refused).
+    reject_structures (auto, on, off): drop detections the isolation test calls the bright end
+    of a larger structure (nairstd.isolation; their pixels are 0 in the written map); auto: as
+    the checkpoint records (calibrate --reject-structures on), else off.
     """
     say = log or (lambda line: print(line, file=sys.stderr, flush=True))
     classical = classical_method(checkpoint) if isinstance(checkpoint, str) else None
@@ -381,12 +386,16 @@ def predict_files(
     size = int(prep["input_size"] or size)
     note = calibration_note(ckpt, protocol, threshold)
     protocol, threshold = operating_point(ckpt, protocol, threshold)
+    structures = structure_test(reject_structures, ckpt)
     out = prepare_output(output_dir)
     files, failures = collect_inputs(inputs)
     plan, unsafe = plan_outputs(files, out)
     InputFiles(files).refuse(out / "detections.csv")
     if note:
         say(note)
+    if structures is not None:
+        source = "recorded in the checkpoint" if (ckpt or {}).get("reject_structures") else "on"
+        say(f"rejecting structure ends: isolation test {structures.describe()} ({source})")
     compilable = model is not None and backend == "torch"
     if compilable and should_compile(compile_mode, len(plan), device):
         say(f"compiling the model for {len(plan)} images (--compile {compile_mode})")
@@ -399,8 +408,14 @@ def predict_files(
 
     def infer(image: np.ndarray) -> np.ndarray:
         if classical is not None:
-            return classical_probability(classical, image, protocol, size)
-        return predict_probability(model, image, protocol, size, device, tile, preprocessing=prep)
+            prob = classical_probability(classical, image, protocol, size)
+        else:
+            prob = predict_probability(
+                model, image, protocol, size, device, tile, preprocessing=prep
+            )
+        if structures is not None:
+            prob, _ = suppress_structure_ends(image, prob, threshold, structures)
+        return prob
 
     def done(file: Path, target: Path, found: list[dict]) -> None:
         result.written.append(target)
