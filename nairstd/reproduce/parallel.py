@@ -160,25 +160,17 @@ def _run_wave(
     data_root: str | None,
     runs_dir: str | None,
 ) -> None:
-    wave = sorted(wave, key=Job.cost, reverse=True)
     start = time.perf_counter()
-    if workers <= 1 or len(wave) == 1:
-        for job in wave:
-            print(_run_job(job, profile, data_root, runs_dir)[1], flush=True)
-    else:
-        # spawn: a fresh interpreter per worker (fork would copy the kernel's torch threads).
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(workers, len(wave)), mp_context=context) as pool:
-            futures = {
-                pool.submit(_run_job, job, profile, data_root, runs_dir): job for job in wave
-            }
-            for future in as_completed(futures):
-                try:
-                    print(future.result()[1], flush=True)
-                except Exception as err:  # name the run, then stop the notebook
-                    for other in futures:
-                        other.cancel()
-                    raise RuntimeError(f"{futures[future].label} failed: {err}") from err
+    # Training configs set their own thread count: no one-thread initializer here.
+    map_in_workers(
+        _run_job,
+        [(job, profile, data_root, runs_dir) for job in wave],
+        workers,
+        costs=[job.cost() for job in wave],
+        labels=[job.label for job in wave],
+        on_done=lambda _i, result: print(result[1], flush=True),
+        one_thread=False,
+    )
     print(
         f"[{name}: {len(wave)} run(s) with {max(1, min(workers, len(wave)))} worker(s) in "
         f"{time.perf_counter() - start:.0f} s]",
@@ -202,33 +194,47 @@ def map_in_workers(
     workers: int = 2,
     costs: Sequence[float] | None = None,
     labels: Sequence[str] | None = None,
+    on_done: Callable[[int, Any], None] | None = None,
+    one_thread: bool = True,
 ) -> list[Any]:
-    """`[fn(*task) for task in tasks]`, computed in `workers` spawned processes of one torch
-    thread each, the costliest tasks (by `costs`) started first; results in task order.
+    """`[fn(*task) for task in tasks]`, computed in `workers` spawned processes (of one torch
+    thread each unless `one_thread` is False), the costliest tasks (by `costs`) started first;
+    results in task order, and `on_done(index, result)` called as each finishes.
 
-    For independent evaluations (a method on a test set, a model on the OOD sets) that would
-    otherwise leave a core idle. `fn` and the tasks must pickle (module-level functions, models,
-    arrays). With `workers` <= 1 or a single task, runs them here in order. A failing task stops
-    the rest and raises, naming the task by its label.
+    For independent runs and evaluations (a training run, a method on a test set, a model on the
+    OOD sets) that would otherwise leave a core idle. `fn` and the tasks must pickle
+    (module-level functions, models, arrays). With `workers` <= 1 or a single task, runs them
+    here, costliest first. A failing task stops the rest and raises, naming it by its label.
     """
     labels = list(labels) if labels is not None else [str(i) for i in range(len(tasks))]
-    if workers <= 1 or len(tasks) <= 1:
-        return [fn(*task) for task in tasks]
     order = sorted(range(len(tasks)), key=lambda i: -(costs[i] if costs else 0.0))
     results: list[Any] = [None] * len(tasks)
+
+    def finish(i: int, result: Any) -> None:
+        results[i] = result
+        if on_done is not None:
+            on_done(i, result)
+
+    if workers <= 1 or len(tasks) <= 1:
+        for i in order:
+            finish(i, fn(*tasks[i]))
+        return results
+    # spawn: a fresh interpreter per worker (fork would copy the kernel's torch threads).
     context = multiprocessing.get_context("spawn")
+    init = _one_thread if one_thread else None
     with ProcessPoolExecutor(
-        min(workers, len(tasks)), mp_context=context, initializer=_one_thread
+        min(workers, len(tasks)), mp_context=context, initializer=init
     ) as pool:
         futures = {pool.submit(fn, *tasks[i]): i for i in order}
         for future in as_completed(futures):
             i = futures[future]
             try:
-                results[i] = future.result()
+                result = future.result()
             except Exception as err:
                 for other in futures:
                     other.cancel()
                 raise RuntimeError(f"{labels[i]} failed: {err}") from err
+            finish(i, result)
     return results
 
 
