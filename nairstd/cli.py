@@ -268,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="auto", help="auto (default), cpu, cuda")
     ev.add_argument("--json", action="store_true", help="print JSON")
     ev.add_argument("--compile", default="auto", choices=COMPILE_CHOICES, help=COMPILE_HELP)
+    ev.add_argument("--reject-structures", default="auto", choices=REJECT_CHOICES, help=REJECT_HELP)
     ev.set_defaults(func=commands.evaluate)
 
     pred = verbs.add_parser(

@@ -313,6 +313,8 @@ def evaluate(args: argparse.Namespace) -> int:
 
     tune_malloc()  # native-resolution activations: keep freed blocks instead of page-faulting
     if classical_method(args.checkpoint) is not None:
+        if args.reject_structures == "on":
+            raise ValueError("--reject-structures on: eval applies it to checkpoints only")
         protocol = args.protocol or RESIZE256  # a training-free method records nothing
         _, threshold = operating_point(None, protocol, args.threshold)  # validates the option
         result = evaluate_classical(
@@ -333,6 +335,7 @@ def evaluate(args: argparse.Namespace) -> int:
             limit=args.limit,
             data_root=args.data_root,
             compile_mode=args.compile,
+            reject_structures=args.reject_structures,
         )
     if args.json:
         print(json.dumps(_json_safe(result), indent=2))
@@ -344,6 +347,12 @@ def evaluate(args: argparse.Namespace) -> int:
         f"{result['protocol']}{why}; threshold {result['threshold']:g}{why_threshold}): "
         f"{format_metrics(result)}"
     )
+    if result.get("reject_structures"):
+        test = result["reject_structures"]
+        print(
+            f"structure ends rejected before scoring (isolation test alpha {test['alpha']:g}, "
+            f"window {test['window']} px, area {test['area_max']} px), as predict does"
+        )
     if "coverage" in result:
         print(
             f"Top-K (K={result['top_k']}): coverage {result['coverage']:.2f} | "

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from conftest import one_error_line, write_tiny_checkpoint
 from PIL import Image
 from scipy import ndimage
@@ -177,3 +178,40 @@ def test_an_exported_calibrated_copy_carries_its_isolation_test(tmp_path):
     ckpt["reject_structures"] = IsolationTest(alpha=0.4).to_dict()
     info = checkpoint_info(export_metadata(model, ckpt, None), "x.onnx")
     assert structure_test("auto", info) == IsolationTest(alpha=0.4)
+
+
+class _BrightestBlobs(torch.nn.Module):
+    """Logits > 0 on the pixels within 5 % of the input's range of its maximum (the 0.9 blobs of
+    `scene`, whatever the normalisation), < 0 elsewhere."""
+
+    def forward(self, x):
+        top, low = x.amax(dim=(2, 3), keepdim=True), x.amin(dim=(2, 3), keepdim=True)
+        return 50.0 * (x - (top - 0.05 * (top - low)))
+
+
+def test_eval_scores_what_predict_reports(tmp_path):
+    """evaluate_model with the test drops the structure ends before scoring: the two false
+    targets (lamp head, roof corner) go, the two real targets stay found."""
+    from nairstd.protocols import NATIVE
+    from nairstd.train.evaluate import evaluate_model
+
+    folder = tmp_path / "STREET"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    (folder / "img_idx").mkdir()
+    image = scene()
+    mask = np.zeros(image.shape, np.uint8)
+    mask[19:22, 19:22] = mask[40:43, 0:3] = 255
+    Image.fromarray(np.round(image * 255).astype(np.uint8)).save(folder / "images" / "s0.png")
+    Image.fromarray(mask).save(folder / "masks" / "s0.png")
+    (folder / "img_idx" / "test_STREET.txt").write_text("s0\n")
+    runs = {
+        name: evaluate_model(
+            _BrightestBlobs(), folder, "test", NATIVE, device="cpu", structures=test
+        )
+        for name, test in (("off", None), ("on", IsolationTest()))
+    }
+    assert runs["off"]["per_image"]["n_false"] == [2] and runs["off"]["Pd"] == 100.0
+    assert runs["on"]["per_image"]["n_false"] == [0] and runs["on"]["Pd"] == 100.0
+    assert runs["on"]["reject_structures"] == IsolationTest().to_dict()
+    assert runs["off"]["reject_structures"] is None

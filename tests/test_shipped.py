@@ -54,12 +54,14 @@ def test_predict_without_checkpoint_uses_the_shipped_model(tmp_path, capsys):
 @pytest.mark.parametrize("name", list(RECIPES))
 def test_shipped_weights_reproduce_their_validation_metrics(name, sirst_root):
     from nairstd.data import open_dataset
+    from nairstd.isolation import structure_test
 
     model, ckpt = load_model(shipped_path(name))
     recorded = ckpt["metrics"]["val_at_threshold"]
     # Native and 640x512 target-free frames (the 1920x1080 set adds a minute per model).
     sizes = ("native",) + (("640x512",) if "fa_per_frame_empty_640x512" in recorded else ())
-    rows = validation_sweep(model, open_dataset(sirst_root), sizes=sizes)
+    structures = structure_test("auto", ckpt)  # its isolation test, as predict runs it
+    rows = validation_sweep(model, open_dataset(sirst_root), sizes=sizes, structures=structures)
     (row,) = [r for r in rows if r["threshold"] == ckpt["threshold"]]
     assert row["Pd"] == pytest.approx(recorded["Pd"], abs=1e-6)
     assert row["fa_per_frame"] == pytest.approx(recorded["fa_per_frame"], abs=1e-6)

@@ -24,6 +24,7 @@ from nairstd.compiling import compile_model, should_compile
 from nairstd.data.dataset import IRSTDDataset
 from nairstd.data.index import DatasetIndex, find_dataset
 from nairstd.data.preprocess import checkpoint_preprocessing
+from nairstd.isolation import IsolationTest, structure_test, suppress_structure_ends
 from nairstd.metrics import IRSTDMetrics, TopKCoverage, target_patch_flags
 from nairstd.models.layers import pad_to_multiple
 from nairstd.models.traits import has_native_branch, pad_multiple, unwrap
@@ -113,6 +114,7 @@ def evaluate_loader(
     progress: bool = False,
     compile_mode: str = "off",
     threshold: float = 0.5,
+    structures: IsolationTest | None = None,
 ) -> dict[str, Any]:
     """Metrics over every batch of `loader`.
 
@@ -120,7 +122,9 @@ def evaluate_loader(
     precision and (with `label`) the score loss. Otherwise the SPEC §6 metrics on sigmoid > 0.5,
     plus coverage/precision (and score loss with `label`) for native-branch models.
     `threshold`: the probability a pixel must exceed to count as target (the paper's 0.5; a
-    calibrated checkpoint's own, nairstd.operating).
+    calibrated checkpoint's own, nairstd.operating). `structures`: detections the isolation test
+    calls structure ends are dropped before scoring, as predict drops them (nairstd.isolation;
+    the test reads the model's input, which differs from the image by gain and offset only).
     """
     from nairstd.models.scoring import score_loss
 
@@ -166,6 +170,16 @@ def evaluate_loader(
         if logits is not None:
             probs = torch.sigmoid(logits.float()).cpu().numpy()[:, 0]
             masks = gt.cpu().numpy()[:, 0] > 0.5
+            if structures is not None:
+                inputs = x.float().cpu().numpy()[:, 0]
+                probs = np.stack(
+                    [
+                        suppress_structure_ends(
+                            image[: p.shape[0], : p.shape[1]], p, threshold, structures
+                        )[0]
+                        for image, p in zip(inputs, probs)
+                    ]
+                )
             for prob, mask in zip(probs, masks):
                 before = (metrics.intersection, metrics.union, metrics.fa_pixels)
                 match = metrics.update(prob, mask)
@@ -226,6 +240,7 @@ def evaluate_model(
     compile_mode: str = "off",
     preprocessing: dict[str, Any] | None = None,
     threshold: float = 0.5,
+    structures: IsolationTest | None = None,
 ) -> dict[str, Any]:
     """Evaluate `model` on a split of a dataset (name, folder or DatasetIndex); see evaluate_loader.
 
@@ -247,12 +262,14 @@ def evaluate_model(
         progress=progress,
         compile_mode=compile_mode,
         threshold=threshold,
+        structures=structures,
     )
     return {
         "dataset": index.name,
         "split": split,
         "protocol": protocol,
         "threshold": threshold,
+        "reject_structures": structures.to_dict() if structures else None,
         **result,
     }
 
@@ -263,6 +280,7 @@ def evaluate_checkpoint(
     split: str = "test",
     protocol: str | None = None,
     threshold: float | None = None,
+    reject_structures: str = "auto",
     **kwargs: Any,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint file or run folder (its best.pt); keywords as evaluate_model.
@@ -272,7 +290,8 @@ def evaluate_checkpoint(
     resize256, the paper's (a checkpoint trained at native resolution scored on 256x256 resizes
     would be judged on inputs it never saw). `protocol_source` says which: option, checkpoint or
     default. threshold None: the checkpoint's operating threshold (a calibrated one, the model
-    card's), as `predict` uses it, else 0.5; `threshold_source` says which.
+    card's), as `predict` uses it, else 0.5; `threshold_source` says which. reject_structures
+    (auto, on, off): the isolation test as predict applies it (auto: as the checkpoint records).
     """
     device = resolve_device(kwargs.pop("device", "auto"))
     model, ckpt = load_model(checkpoint, device)
@@ -281,6 +300,7 @@ def evaluate_checkpoint(
     has_own = ckpt.get("threshold") is not None
     threshold_source = "option" if threshold is not None else "checkpoint" if has_own else "default"
     _, threshold = operating_point(ckpt, protocol, threshold)  # validates 0 < threshold < 1
+    kwargs.setdefault("structures", structure_test(reject_structures, ckpt))
     prep = checkpoint_preprocessing(ckpt)
     if "image_size" not in kwargs and prep["input_size"]:
         kwargs["image_size"] = int(prep["input_size"])  # the size the weights expect
