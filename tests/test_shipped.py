@@ -36,6 +36,11 @@ def test_shipped_weights_load_and_record_their_operating_point(name):
     assert ckpt["config"]["dataset"] == "SIRST"
     info = json.loads((PRETRAINED / f"{name}.json").read_text())
     assert info["threshold"] == ckpt["threshold"]
+    # na_irstd drops structure ends (nairstd.isolation): recorded where predict reads it.
+    from nairstd.shipped import SHIPPED_ISOLATION
+
+    want = SHIPPED_ISOLATION[name].to_dict() if name in SHIPPED_ISOLATION else None
+    assert ckpt.get("reject_structures") == info.get("reject_structures") == want
     assert f"## {name}" in (PRETRAINED / "MODEL_CARD.md").read_text()
 
 
