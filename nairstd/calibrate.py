@@ -416,10 +416,10 @@ def calibrate(
             f"the checkpoint records no validation Pd at or below threshold {threshold}: check "
             "its Pd there on labelled frames (e.g. python -m nairstd eval)"
         )
-    if structures is not None:
+    if structures is not None and ckpt.get("reject_structures") != structures.to_dict():
         result.notes.append(
-            "the recorded validation Pd was measured without the isolation test; at alpha 0.5 "
-            "it cost none of the shipped na_irstd's SIRST validation targets (nairstd.isolation)"
+            "the checkpoint's recorded validation Pd was measured without this isolation test; "
+            "on SIRST val the shipped na_irstd lost no target to it (nairstd.isolation)"
         )
     _write_copy(ckpt, points, threshold, protocol, calibration, Path(out).expanduser(), structures)
     return result

@@ -200,16 +200,7 @@ def _sweep(frames: list, maps: list, structures: IsolationTest | None) -> list[d
     """nairstd.sweep.sweep over THRESHOLDS, with the isolation test applied at each one."""
     from nairstd.sweep import sweep
 
-    if structures is None:
-        return sweep(maps, THRESHOLDS)
-    rows = []
-    for t in THRESHOLDS:
-        kept = [
-            (suppress_structure_ends(image, prob, t, structures)[0], gt)
-            for (image, _), (prob, gt) in zip(frames, maps)
-        ]
-        rows += sweep(kept, [t])
-    return rows
+    return sweep(maps, THRESHOLDS, [image for image, _ in frames], structures)
 
 
 def evaluate_at(

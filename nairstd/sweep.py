@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from nairstd.isolation import IsolationTest, suppress_structure_ends
 from nairstd.metrics import IRSTDMetrics
 from nairstd.protocols import NATIVE
 
@@ -22,13 +23,22 @@ COLUMNS = ["threshold", "Pd", "Fa", "fa_per_frame", "IoU", "n_images", "n_gt_obj
 
 
 def sweep(
-    pairs: Sequence[tuple[np.ndarray, np.ndarray]], thresholds: Iterable[float] = DEFAULT_THRESHOLDS
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]],
+    thresholds: Iterable[float] = DEFAULT_THRESHOLDS,
+    images: Sequence[np.ndarray] | None = None,
+    structures: IsolationTest | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per threshold over all (probability map, bool mask) pairs."""
+    """One row per threshold over all (probability map, bool mask) pairs. With `structures` (and
+    the input `images`, one per pair), the detections the isolation test calls structure ends
+    at each threshold are dropped first, as predict drops them (nairstd.isolation)."""
+    if structures is not None and (images is None or len(images) != len(pairs)):
+        raise ValueError("the isolation test needs one input image per probability map")
     rows = []
     for t in thresholds:
         metrics = IRSTDMetrics(threshold=float(t))
-        for prob, mask in pairs:
+        for i, (prob, mask) in enumerate(pairs):
+            if structures is not None:
+                prob, _ = suppress_structure_ends(images[i], prob, float(t), structures)
             metrics.update(prob, mask)
         m = metrics.compute()
         rows.append(

@@ -215,3 +215,25 @@ def test_eval_scores_what_predict_reports(tmp_path):
     assert runs["on"]["per_image"]["n_false"] == [0] and runs["on"]["Pd"] == 100.0
     assert runs["on"]["reject_structures"] == IsolationTest().to_dict()
     assert runs["off"]["reject_structures"] is None
+
+
+def test_notebook_05_runs_a_recording_checkpoint_as_predict_does():
+    """operating_points' pass over the OOD sets applies the isolation test a checkpoint records
+    (the shipped na_irstd), to its OOD rows and its test curve, also when the frames arrive as a
+    generator (the worker processes read them from disk)."""
+    from nairstd.reproduce.operating_points import _method_pass
+
+    mask = np.zeros((96, 128), bool)
+    mask[19:22, 19:22] = mask[40:43, 0:3] = True
+
+    def sets():
+        return [("test", "native", (f for f in [(scene(), mask)]))]
+
+    plain = {"protocol": "native", "threshold": 0.5}
+    recording = {**plain, "reject_structures": IsolationTest().to_dict()}
+    rows = {}
+    for name, ckpt in (("plain", plain), ("recording", recording)):
+        _, curve, _, ood, _ = _method_pass(name, _BrightestBlobs(), ckpt, sets(), False)
+        at_half = next(r for r in curve if r["threshold"] == 0.5)
+        rows[name] = (ood[0]["false_targets_per_frame"], ood[0]["Pd"], at_half["fa_per_frame"])
+    assert rows == {"plain": (2.0, 100.0, 2.0), "recording": (0.0, 100.0, 0.0)}

@@ -3,7 +3,8 @@ cycle exists (read from the source with `ast`, so nothing is imported or run).
 
 Layers, lowest first (README, Layout):
 
-0. base: io, paths, profiles, compiling, malloc, grid (patch lattice, 8-connectivity), metrics (SPEC §6)
+0. base: io, paths, profiles, compiling, malloc, grid (patch lattice, 8-connectivity), metrics (SPEC §6),
+   isolation (the structure-end test on a detection)
 1. data: data/ (datasets, images, splits, synthetic sets, IRSTD-Hard)
 2. models: losses, models/ (registry first: it imports no model), baselines/, zoo (builds any
    model by name; the only module that imports every model)
@@ -42,6 +43,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "nairstd.malloc",
             "nairstd.grid",
             "nairstd.metrics",
+            "nairstd.isolation",
         ),
     ),
     ("data", ("nairstd.data", "nairstd.data.*")),

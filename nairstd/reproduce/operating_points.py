@@ -24,6 +24,7 @@ import pandas as pd
 
 from nairstd.baselines import BASELINE_INFO, CLASSICAL
 from nairstd.data.index import DatasetIndex
+from nairstd.isolation import structure_test, suppress_structure_ends
 from nairstd.ood import OODScore, ood_sets
 from nairstd.operating import operating_point
 from nairstd.profiles import get_profile
@@ -112,16 +113,22 @@ def _method_pass(
         sets = _load_sets(Path(sets))
     protocol, threshold = operating_point(ckpt, None if ckpt else RESIZE256, None)
     prep = (ckpt or {}).get("preprocessing")
+    structures = structure_test("auto", ckpt)  # e.g. the shipped na_irstd's isolation test
     curve_key, curve, sweep_rows, ood_rows = f"{label} [{protocol}]", [], [], []
     for set_name, size, frames in sets:
         if test_only and set_name != "test":
             continue
+        if structures is not None:
+            frames = list(frames)  # the test reads the images again (a worker's are a generator)
         pairs = probability_maps(model, frames, protocol, preprocessing=prep)
+        images = [image for image, _ in frames] if structures else None
         if set_name == "test":
-            curve = sweep(pairs)
+            curve = sweep(pairs, images=images, structures=structures)
             sweep_rows += [{"method": label, "protocol": protocol, **r} for r in curve]
         score = OODScore(threshold)
-        for prob, gt in pairs:
+        for i, (prob, gt) in enumerate(pairs):
+            if structures is not None:
+                prob, _ = suppress_structure_ends(images[i], prob, threshold, structures)
             score.update(prob, gt)
         m = score.row()
         ood_rows.append(
