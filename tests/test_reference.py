@@ -186,6 +186,9 @@ def test_report_shows_both_verdict_columns(tmp_path):
     assert "| not computed | — |" in row and "**reproduced**" in row  # quick not run here
     assert (out / "figures" / "reference_curves.png").is_file()
     assert "| TOY | detector | IoU | 60.00 ± 0.00 | 3 | 60.50 | +0.50 | converged" in text
+    # no doubled run: dashes, never "nan" (pandas stores the missing values as NaN)
+    assert "| TOY | detector_ds2 | IoU | 55.00 ± 0.00 | 3 | — | — | convergence unchecked" in text
+    assert "nan" not in text.lower()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -283,10 +283,11 @@ def reference_notes(current: list[dict], stale: list[dict], figure: str | None) 
             "|---|---|---|---|---|---|---|---|",
         ]
         for r in conv.itertuples():
-            std = f" ± {r.best_val_std:.2f}" if r.best_val_std is not None else ""
-            x2 = "—" if r.best_val_x2 is None else f"{r.best_val_x2:.2f}"
-            gain = "—" if r.gain_x2 is None else f"{r.gain_x2:+.2f}"
-            mean = "—" if r.best_val_mean is None else f"{r.best_val_mean:.2f}{std}"
+            # pandas stores a missing value (one seed: no std; no doubled run) as NaN, not None
+            std = "" if pd.isna(r.best_val_std) else f" ± {r.best_val_std:.2f}"
+            x2 = "—" if pd.isna(r.best_val_x2) else f"{r.best_val_x2:.2f}"
+            gain = "—" if pd.isna(r.gain_x2) else f"{r.gain_x2:+.2f}"
+            mean = "—" if pd.isna(r.best_val_mean) else f"{r.best_val_mean:.2f}{std}"
             lines.append(
                 f"| {r.trained_on} | {r.arm} | {r.metric} | {mean} | {r.seeds} | {x2} | {gain} "
                 f"| {r.mark} |"
