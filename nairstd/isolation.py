@@ -83,12 +83,11 @@ class IsolationTest:
         y0, y1 = max(py - self.window, 0), min(py + self.window + 1, h)
         x0, x1 = max(px - self.window, 0), min(px + self.window + 1, w)
         win = image[y0:y1, x0:x1]
-        own = np.zeros(win.shape, bool)
-        ry0, rx0 = rows.start - y0, cols.start - x0  # the box, clipped to the window
-        sub = inside[max(-ry0, 0) : win.shape[0] - ry0, max(-rx0, 0) : win.shape[1] - rx0]
-        own[max(ry0, 0) : max(ry0, 0) + sub.shape[0], max(rx0, 0) : max(rx0, 0) + sub.shape[1]] = (
-            sub
-        )
+        own = np.zeros(win.shape, bool)  # the detection's pixels inside the window
+        ys, xs = np.nonzero(inside)
+        ys, xs = ys + rows.start - y0, xs + cols.start - x0
+        keep = (ys >= 0) & (ys < win.shape[0]) & (xs >= 0) & (xs < win.shape[1])
+        own[ys[keep], xs[keep]] = True
         own = ndimage.binary_dilation(own, iterations=2)
         if own.all():
             return False  # no background left to compare with: cannot tell

@@ -138,6 +138,11 @@ def empty_keys(row: dict[str, Any]) -> list[str]:
     return [k for k in row if k.startswith("fa_per_frame_empty")]
 
 
+def val_record(point: dict[str, Any]) -> dict[str, Any]:
+    """What a model records of its validation sweep row at its operating point."""
+    return {k: point[k] for k in ("Pd", "Fa", "fa_per_frame", "IoU", *empty_keys(point))}
+
+
 def choose_threshold(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The operating point from validation sweep rows ({threshold, Pd, fa_per_frame_empty...}),
     by the worst of the target-free val sets (`worst_empty`), in this order:
@@ -184,27 +189,21 @@ def validation_sweep(
     from nairstd.data.background import inpaint_targets
     from nairstd.data.images import resize_image
     from nairstd.ood import SIZES
-    from nairstd.sweep import probability_maps
+    from nairstd.sweep import probability_maps, sweep
 
     stems = index.split("val")
     frames = [index.load(s) for s in stems]
-    rows = _sweep(frames, probability_maps(model, frames, device=device), structures)
+    images = [image for image, _ in frames]
+    rows = sweep(probability_maps(model, frames, device=device), THRESHOLDS, images, structures)
     empty = [inpaint_targets(img, m, seed=i) for i, (img, m) in enumerate(frames)]
     for size in sizes:
         scaled = empty if size == "native" else [resize_image(img, SIZES[size]) for img in empty]
         pairs = [(img, np.zeros(img.shape, bool)) for img in scaled]
         key = "fa_per_frame_empty" if size == "native" else f"fa_per_frame_empty_{size}"
         maps = probability_maps(model, pairs, device=device)
-        for row, e in zip(rows, _sweep(pairs, maps, structures)):
+        for row, e in zip(rows, sweep(maps, THRESHOLDS, scaled, structures)):
             row[key] = e["fa_per_frame"]
     return rows
-
-
-def _sweep(frames: list, maps: list, structures: IsolationTest | None) -> list[dict[str, Any]]:
-    """nairstd.sweep.sweep over THRESHOLDS, with the isolation test applied at each one."""
-    from nairstd.sweep import sweep
-
-    return sweep(maps, THRESHOLDS, [image for image, _ in frames], structures)
 
 
 def evaluate_at(
@@ -424,9 +423,7 @@ def rechoose(name: str, out_dir: Path = PRETRAINED) -> dict[str, Any]:
     structures = SHIPPED_ISOLATION.get(name)
     rows = validation_sweep(model, index, structures=structures)
     point = choose_threshold(rows)
-    val_at = {k: point[k] for k in ("Pd", "Fa", "fa_per_frame", "IoU")} | {
-        k: point[k] for k in empty_keys(point)
-    }
+    val_at = val_record(point)
     previous = {k: info.get(k) for k in ("threshold", "threshold_rule", "test_at_threshold")}
     info.update(
         threshold=point["threshold"],
@@ -503,8 +500,7 @@ def export(name: str, run_folder: Path, out_dir: Path = PRETRAINED) -> dict[str,
         "protocol": config["protocol"],
         "threshold": point["threshold"],
         "threshold_rule": point["rule"],
-        "val_at_threshold": {k: point[k] for k in ("Pd", "Fa", "fa_per_frame", "IoU")}
-        | {k: point[k] for k in empty_keys(point)},
+        "val_at_threshold": val_record(point),
         "val_sweep": rows,
         "dataset": {"name": index.name, "train": len(index.split("train"))}
         | {"val": len(index.split("val")), "test": len(index.split("test"))},
