@@ -49,6 +49,21 @@ def test_plan_orders_sets_claims_seeds_then_doubled_and_dedupes():
         reference.plan_units(["C9"])
 
 
+def test_plan_runs_the_deep_baselines_last():
+    """A plain `reference run` (every claim) reaches C1-C4's doubled runs before C5's baseline
+    units, which cost days on a CPU."""
+    from nairstd.baselines import DEEP_BASELINES
+
+    units = reference.plan_units(seeds=[0, 1])
+    is_baseline = [u.arm in DEEP_BASELINES for u in units]
+    first_baseline = is_baseline.index(True)
+    assert not any(is_baseline[:first_baseline]) and all(is_baseline[first_baseline:])
+    assert any(u.scale == 2 for u in units[:first_baseline])  # C1-C4's doubled runs come first
+    baselines = units[first_baseline:]
+    assert [u.scale for u in baselines] == sorted(u.scale for u in baselines)  # 1x, then 2x
+    assert Unit("SIRST", "two_stage_soft", 0) in units[:first_baseline]  # C5's own arm is cheap
+
+
 # --------------------------------------------------------------------------------------------------
 # Bundles made by hand: verdicts, staleness, convergence
 # --------------------------------------------------------------------------------------------------

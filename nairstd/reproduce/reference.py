@@ -101,7 +101,9 @@ def plan_units(
     """Every unit of `claims`, in the order they are worth running: per training set (SIRST
     first), each claim (in the order given) with every seed of its arms; then one seed (the
     first) of each arm at twice the budget, in the same order. Units shared by claims (C2 and C3
-    share two_stage_soft) appear once."""
+    share two_stage_soft) appear once. The deep baselines' units (C5; 2-10x the CPU time of a
+    Na-IRSTD unit) come after every other unit, doubled runs included, so a plain `reference
+    run` settles C1-C4's convergence before it spends days on C5."""
     seeds = tuple(get_profile(PROFILE).seeds if seeds is None else seeds)
     wanted = None if datasets is None else set(datasets)
     claims = list(claims)
@@ -121,7 +123,8 @@ def plan_units(
                 for seed in seed_list:
                     for arm in arms:
                         units[Unit(dataset, arm, seed, scale)] = None
-    return list(units)
+    cheap = [u for u in units if u.arm not in DEEP_BASELINES]
+    return cheap + [u for u in units if u.arm in DEEP_BASELINES]
 
 
 # --------------------------------------------------------------------------------------------------
