@@ -5,7 +5,9 @@ native-resolution crops, scale augmentation, inpainted target-free samples, the 
 loss) plus samples from generated clutter frames (`TrainConfig.clutter_p`; frames a seed apart
 from the OOD check's sets), chooses the threshold on SIRST val by the shipped rule
 (`choose_threshold`; never test), then reports SIRST test at that threshold and every OOD set of
-the quick check, including the clutter proxy. Writes outputs/clutter_finetune/NAME.json.
+the quick check, including the clutter proxy, with the shipped isolation test on (as predict
+runs the shipped model; `--isolation off`: the raw detections). Writes
+outputs/clutter_finetune/NAME.json.
 
     NAIRSTD_DATA=../shared/datasets python scripts/clutter_finetune.py NAME --clutter-p 0.3 \\
         [--steps 960] [--frame-stats] [--init nairstd/pretrained/na_irstd.pt] [--lr 2e-4]
@@ -24,7 +26,13 @@ from nairstd.io import write_text
 from nairstd.ood import ood_check
 from nairstd.operating import DEFAULT_MODEL, PRETRAINED
 from nairstd.paths import outputs_root
-from nairstd.shipped import choose_threshold, evaluate_at, recipe_config, validation_sweep
+from nairstd.shipped import (
+    SHIPPED_ISOLATION,
+    choose_threshold,
+    evaluate_at,
+    recipe_config,
+    validation_sweep,
+)
 from nairstd.train import train
 from nairstd.train.checkpoint import load_model
 
@@ -38,11 +46,14 @@ def main() -> int:
     parser.add_argument("--frame-stats", action="store_true")
     parser.add_argument("--init", default=str(PRETRAINED / f"{DEFAULT_MODEL}.pt"))
     parser.add_argument("--measure-only", action="store_true", help="score INIT as it is")
+    parser.add_argument("--isolation", choices=("on", "off"), default="on")
     args = parser.parse_args()
 
     index = find_dataset("SIRST")
     start = time.time()
     result: dict = {"name": args.name, "init": args.init}
+    structures = SHIPPED_ISOLATION["na_irstd"] if args.isolation == "on" else None
+    result["reject_structures"] = structures.to_dict() if structures else None
     if args.measure_only:
         weights = Path(args.init)
     else:
@@ -58,7 +69,7 @@ def main() -> int:
         result |= {"run_id": run.run_id, "config": config.to_dict(), "log": run.log.to_dict("list")}
         result["train_s"] = round(time.time() - start)
     model, ckpt = load_model(weights)
-    rows = validation_sweep(model, index)
+    rows = validation_sweep(model, index, structures=structures)
     chosen = choose_threshold(rows)
     threshold = float(chosen["threshold"])
     result |= {
@@ -66,8 +77,16 @@ def main() -> int:
         "rule": chosen["rule"],
         "val": {k: chosen[k] for k in chosen if k not in ("rule",)},
         "val_sweep": rows,
-        "test": evaluate_at(model, index, "test", threshold),
-        "ood": ood_check(model, index, "quick", threshold, "native", ckpt.get("preprocessing")),
+        "test": evaluate_at(model, index, "test", threshold, structures),
+        "ood": ood_check(
+            model,
+            index,
+            "quick",
+            threshold,
+            "native",
+            ckpt.get("preprocessing"),
+            structures=structures,
+        ),  # fmt: skip
         "wall_s": round(time.time() - start),
     }
     out = outputs_root() / "clutter_finetune" / f"{args.name}.json"
