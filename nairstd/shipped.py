@@ -96,10 +96,10 @@ SHIPPED_ISOLATION: dict[str, IsolationTest] = {
 
 # What each shipped model is fine-tuned from, as the card states it. na_irstd's base was the quick
 # claims-budget run (Stage 1 80 + Stage 2 240 steps) until 2026-12-07. The same recipe from the
-# reference run at twice its budget (issue 21's doubled two_stage_soft unit, 30x the steps) won
+# reference run at twice its budget (issue 21's doubled two_stage_soft unit, 20x the steps) won
 # on val by `choose_threshold`'s rule: val Pd 90.72 with 0.60 false targets per enlarged
 # target-free val frame at threshold 0.85, against 0.75 at 0.55; val IoU at 0.55 64.9 against
-# 58.3 (README, "Shipped model": every number, before and after).
+# 58.3 (README, "Shipped models", "A longer base": every number, before and after).
 BASES: dict[str, str] = {
     "na_irstd": "reference budget at 2x (`python -m nairstd reference`, unit"
     " SIRST/two_stage_soft/seed0-x2: Stage 1 1600 + Stage 2 4800 steps on whole 256x256 frames,"
@@ -312,7 +312,7 @@ def write_model_card(out_dir: Path = PRETRAINED) -> Path:
             f" (rule: {info['threshold_rule']})",
             *_isolation_lines(info),
             f"- base: `{info.get('base_run') or Path(c['init_from']).parent.name}`"
-            f" ({info.get('base') or BASES['detector']})",
+            f" ({info.get('base') or BASES.get(info['name'], 'not recorded')})",
             f"- fine-tune: {c['model']} {c['size']}, stage {c['stage']}, {c['max_steps']} steps,"
             f" batch {c['batch_size']}, {c['crop_size']}x{c['crop_size']} crops at native"
             f" resolution of frames rescaled {c['scale_min']}-{c['scale_max']}x, crops on a target"

@@ -5,6 +5,8 @@ is refused with one error line."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx
 import pandas as pd
@@ -57,7 +59,8 @@ def test_shipped_export_passes_the_checker_and_carries_the_operating_point(shipp
         assert meta["preprocessing"] == (
             '{"input_size": null, "normalize": "standardize", "resize": "bilinear"}'
         )
-        assert meta["commit"] == "8e23434" and meta["run_id"] == ckpt["run_id"]
+        exported_at = json.loads(shipped_path(name).with_suffix(".json").read_text())["commit"]
+        assert meta["commit"] == exported_at and meta["run_id"] == ckpt["run_id"]
         assert meta["export_commit"] and meta["input"] == "dynamic"
         ops = {n.op_type for n in proto.graph.node}
         # na_irstd: Top-K selection, gather of the selected windows and their scatter inside.
