@@ -65,8 +65,9 @@ FINETUNE: dict[str, Any] = dict(
     val_every=5,
     seed=0,
 )
-# The fine-tune's model overrides: gamma_init 0.0 is the default, written out so the fine-tune's
-# run id stays that of the runs the README measured (README, "Injection gamma").
+# The model overrides of the fine-tune (and, until 2026-12-07, of na_irstd's quick base):
+# gamma_init 0.0 is the default, written out so the fine-tune's run id stays that of the runs the
+# README measured (README, "Injection gamma").
 BASE_OVERRIDES: dict[str, dict[str, Any]] = {"na_irstd": {"gamma_init": 0.0}, "detector": {}}
 RECIPES: dict[str, str] = {"na_irstd": "2", "detector": "one"}  # model -> fine-tune stage
 # Per model on top of FINETUNE. na_irstd, second recipe (issue 12): 256x256 crops (more background
@@ -483,16 +484,15 @@ def _commit() -> str:
 
 def base_run_id(init_from: str | None) -> str | None:
     """The run id recorded in the checkpoint a fine-tune started from (its folder's name when the
-    file does not say)."""
+    file is gone or does not say)."""
+    from nairstd.train.checkpoint import read_checkpoint
+
     if not init_from:
         return None
-    import torch
-
     try:
-        ckpt = torch.load(init_from, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError):
+        return read_checkpoint(init_from).get("run_id") or Path(init_from).parent.name
+    except DataError:
         return Path(init_from).parent.name
-    return (ckpt.get("run_id") if isinstance(ckpt, dict) else None) or Path(init_from).parent.name
 
 
 def export_outputs(name: str, out_dir: Path = PRETRAINED) -> list[Path]:

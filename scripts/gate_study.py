@@ -3,7 +3,8 @@
 Runs the shipped model (its native protocol) on the 24 `synthetic-clutter` and 24
 `synthetic-clutter-targets` frames and on SIRST val (never test), takes its detections at its
 threshold, keeps those the shipped isolation test keeps, and counts, for each gate setting, the
-clutter false targets it would remove and the val targets it would lose:
+clutter false targets it would remove and the val targets it would lose (a detection is a target
+when it overlaps a target's mask):
 
 - thin support: the region grown again at a low level (alpha_low) adds, beyond the detection's
   core, a part at least `extent` px long and at most `width` px wide on average (a pole, a mast);
