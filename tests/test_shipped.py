@@ -68,8 +68,16 @@ def test_shipped_weights_reproduce_their_validation_metrics(name, sirst_root):
     structures = structure_test("auto", ckpt)  # its isolation test, as predict runs it
     rows = validation_sweep(model, open_dataset(sirst_root), sizes=sizes, structures=structures)
     (row,) = [r for r in rows if r["threshold"] == ckpt["threshold"]]
-    assert row["Pd"] == pytest.approx(recorded["Pd"], abs=1e-6)
-    assert row["fa_per_frame"] == pytest.approx(recorded["fa_per_frame"], abs=1e-6)
+    # Up to one detection per set may differ: a component whose peak sits at the threshold flips
+    # with the CPU's float rounding. Measured: the weights recorded on an AMD EPYC give, on an
+    # Intel Xeon, one false target fewer on the 640x512 target-free val frames (both shipped
+    # models), everything else identical. Wrong weights, threshold, protocol or isolation test
+    # move these by many detections.
+    one_target = 100.0 / row["n_gt_objects"] + 1e-6
+    one_frame = 1.0 / row["n_images"] + 1e-6
+    assert row["Pd"] == pytest.approx(recorded["Pd"], abs=one_target)
+    assert row["fa_per_frame"] == pytest.approx(recorded["fa_per_frame"], abs=one_frame)
     for key in [k for k in row if k.startswith("fa_per_frame_empty")]:
-        assert row[key] == pytest.approx(recorded[key], abs=1e-6), key
-    assert row["Fa"] == pytest.approx(recorded["Fa"], rel=1e-3, abs=1e-3)
+        assert row[key] == pytest.approx(recorded[key], abs=one_frame), key
+    # Fa (x1e-6, SIRST val pixels): one flipped detection of up to ~12 px moves it by < 2.
+    assert row["Fa"] == pytest.approx(recorded["Fa"], abs=2.0)
