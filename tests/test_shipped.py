@@ -68,8 +68,8 @@ def test_shipped_weights_reproduce_their_validation_metrics(name, sirst_root):
     structures = structure_test("auto", ckpt)  # its isolation test, as predict runs it
     rows = validation_sweep(model, open_dataset(sirst_root), sizes=sizes, structures=structures)
     (row,) = [r for r in rows if r["threshold"] == ckpt["threshold"]]
-    # Up to one detection per set may differ: a component whose peak sits at the threshold flips
-    # with the CPU's float rounding. Measured: the weights recorded on an AMD EPYC give, on an
+    # Up to one detection per set may differ: a borderline component can flip with the CPU's
+    # float rounding (the cause was not traced further). Measured: the weights recorded on an AMD EPYC give, on an
     # Intel Xeon, one false target fewer on the 640x512 target-free val frames (both shipped
     # models), everything else identical. Wrong weights, threshold, protocol or isolation test
     # move these by many detections.
