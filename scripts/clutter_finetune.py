@@ -12,6 +12,8 @@ outputs/clutter_finetune/NAME.json.
     NAIRSTD_DATA=../shared/datasets python scripts/clutter_finetune.py NAME --clutter-p 0.3 \\
         [--steps 960] [--frame-stats] [--init nairstd/pretrained/na_irstd.pt] [--lr 2e-4]
     NAIRSTD_DATA=../shared/datasets python scripts/clutter_finetune.py shipped --measure-only
+    # crops on INIT's own false targets on the training clutter frames (nairstd.hardneg):
+    NAIRSTD_DATA=../shared/datasets python scripts/clutter_finetune.py NAME --clutter-p 0.15 --mine
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import time
 from pathlib import Path
 
 from nairstd.data import find_dataset
+from nairstd.hardneg import mine_file
 from nairstd.io import write_text
 from nairstd.ood import ood_check
 from nairstd.operating import DEFAULT_MODEL, PRETRAINED
@@ -47,6 +50,12 @@ def main() -> int:
     parser.add_argument("--init", default=str(PRETRAINED / f"{DEFAULT_MODEL}.pt"))
     parser.add_argument("--measure-only", action="store_true", help="score INIT as it is")
     parser.add_argument("--isolation", choices=("on", "off"), default="on")
+    parser.add_argument(
+        "--mine",
+        action="store_true",
+        help="crop clutter samples on INIT's false targets (mined on the training clutter frames)",
+    )
+    parser.add_argument("--mine-threshold", type=float, default=0.5)
     args = parser.parse_args()
 
     index = find_dataset("SIRST")
@@ -57,7 +66,16 @@ def main() -> int:
     if args.measure_only:
         weights = Path(args.init)
     else:
+        mined = ""
+        if args.mine:
+            frames = recipe_config("na_irstd", args.init).clutter_frames
+            mined = str(mine_file(args.init, frames, args.mine_threshold))
+            record = json.loads(Path(mined).read_text())
+            result["mined"] = {k: record[k] for k in ("frames", "threshold", "false_targets")}
+            result["mined"] |= {"file": mined, "mine_s": round(time.time() - start)}
+            print(f"mined {record['false_targets']} false targets on {frames} frames -> {mined}")
         config = recipe_config("na_irstd", args.init).replace(
+            clutter_mined=mined,
             clutter_p=args.clutter_p,
             max_steps=args.steps,
             lr_main=args.lr,

@@ -17,7 +17,7 @@ from nairstd.train.config import config_hash
 
 
 def _dataset(root, **augment) -> IRSTDDataset:
-    aug = AugmentConfig(crop_size=32, **augment)
+    aug = AugmentConfig(**({"crop_size": 32} | augment))
     return IRSTDDataset(find_dataset(str(root)), "train", protocol=NATIVE, train=True, augment=aug)
 
 
@@ -99,3 +99,96 @@ def test_a_run_trains_with_clutter_samples(dataset, tmp_path) -> None:
     )
     run = train(config, runs_dir=tmp_path / "runs", log=lambda _line: None)
     assert len(run.log) == 1 and np.isfinite(run.log["loss"].iloc[-1])
+
+
+# --------------------------------------------------------------------------------------------------
+# Model-mined hard negatives (nairstd.hardneg, TrainConfig.clutter_mined)
+# --------------------------------------------------------------------------------------------------
+def _two_spots_frame() -> tuple[np.ndarray, np.ndarray]:
+    """A 100x120 frame, zero but for a single pixel at (20, 20) (where a model erred) and a 4x4
+    block of the frame's brightest pixels at (70, 90): a 16 px crop cannot hold both."""
+    image = np.zeros((100, 120), np.float32)
+    image[20, 20] = 1.0
+    image[70:74, 90:94] = 2.0
+    return image, np.zeros(image.shape, bool)
+
+
+def _crop_holds(data: IRSTDDataset, draws: int = 200) -> tuple[int, int]:
+    """(crops holding only the single pixel, crops holding the bright block) over `draws`."""
+    single = block = 0
+    for epoch in range(draws // len(data)):
+        data.epoch = epoch
+        for i in range(len(data)):
+            lit = int((data[i]["image"] > 0).sum())
+            single += lit == 1
+            block += lit > 1
+    return single, block
+
+
+def test_mined_centres_replace_the_brightest_pixels(dataset) -> None:
+    spot = {0: np.array([[20, 20]])}
+    plain = _dataset(dataset, clutter_p=1.0, clutter_frames=1, crop_size=16)
+    mined = _dataset(dataset, clutter_p=1.0, clutter_frames=1, crop_size=16, clutter_mined=spot)
+    for data in (plain, mined):
+        data._clutter[0] = _two_spots_frame()
+    single, block = _crop_holds(plain)
+    assert block > 60 and single < 15  # half the crops on the brightest pixels
+    single, block = _crop_holds(mined)
+    assert single > 60 and block < 15  # half on the mined centre instead
+
+
+def test_mined_centres_outside_the_frame_are_refused(dataset) -> None:
+    data = _dataset(
+        dataset, clutter_p=1.0, clutter_frames=1, clutter_mined={0: np.array([[500, 5]])}
+    )
+    data._clutter[0] = _two_spots_frame()
+    with pytest.raises(ValueError, match="outside"):
+        for epoch in range(20):
+            data.epoch = epoch
+            for i in range(len(data)):
+                data[i]
+
+
+def test_mining_keeps_false_targets_only(monkeypatch, tmp_path) -> None:
+    import nairstd.probability
+    from nairstd.hardneg import load_mined, mine_false_targets, write_mined
+
+    frame = clutter_frame(TRAIN_CLUTTER, 0)
+    assert frame.mask.any() and not frame.mask[18:24, 28:34].any()
+
+    def fake(model, image, protocol, preprocessing=None):
+        prob = np.where(frame.mask, 0.9, 0.0).astype(np.float32)  # every target found
+        prob[20:22, 30:32] = 0.8  # one false target, peaking at (21, 31)
+        prob[21, 31] = 0.95
+        prob[60, 60] = 0.4  # under the threshold: not a detection
+        return prob
+
+    monkeypatch.setattr(nairstd.probability, "predict_probability", fake)
+    record = mine_false_targets(None, {"model": "stub"}, frames=1, threshold=0.5)
+    assert record["false_targets"] == 1 and record["per_frame"] == [1]
+    assert record["centres"] == {"0": [[21, 31]]}
+    path = write_mined(record, tmp_path)
+    assert path.name.startswith("mined_") and load_mined(path)[0].tolist() == [[21, 31]]
+    assert write_mined(record, tmp_path) == path  # named by content: same record, same name
+
+
+def test_bad_mined_records_name_the_file(tmp_path) -> None:
+    from nairstd.hardneg import load_mined
+
+    with pytest.raises(ValueError, match="no such"):
+        load_mined(tmp_path / "absent.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"centres": {"0": [[1, 2, 3]]}}')
+    with pytest.raises(ValueError, match="bad.json"):
+        load_mined(bad)
+    bad.write_text("not json")
+    with pytest.raises(ValueError, match="bad.json"):
+        load_mined(bad)
+
+
+def test_clutter_mined_needs_clutter_samples_and_changes_the_run_id() -> None:
+    with pytest.raises(ValueError, match="clutter_mined"):
+        TrainConfig(clutter_mined="x.json")
+    assert "clutter_mined" not in TrainConfig(clutter_p=0.3).hashed_fields()
+    on = TrainConfig(clutter_p=0.3, clutter_mined="mined_0.json").hashed_fields()
+    assert on["clutter_mined"] == "mined_0.json"

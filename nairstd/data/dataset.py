@@ -35,6 +35,9 @@ class AugmentConfig:
     frame_stats: bool = False  # standardise a crop by its whole (rescaled) frame's mean / std
     clutter_p: float = 0.0  # probability of a generated clutter frame instead (TRAIN_CLUTTER)
     clutter_frames: int = 64  # how many TRAIN_CLUTTER frames those samples are drawn from
+    # Model-mined false-target centres per clutter frame (nairstd.hardneg.load_mined): where
+    # given, they replace the brightest pixels as the non-target crop centres of that frame.
+    clutter_mined: dict[int, np.ndarray] | None = None
 
 
 class IRSTDDataset(Dataset):
@@ -142,8 +145,9 @@ class IRSTDDataset(Dataset):
         """A training sample from clutter frame `index`: not rescaled (the frames are at sensor
         size already); the crop is centred on a target with probability `target_crop_p`, else on
         one of the frame's brightest pixels with probability 1/2 (the lamp heads, roof corners
-        and mast tops where models raise false targets: mined from the pixels, no model needed),
-        else anywhere."""
+        and mast tops where models raise false targets: mined from the pixels, no model needed)
+        or, where `clutter_mined` holds the frame, on one of a model's false targets there
+        (nairstd.hardneg), else anywhere."""
         aug = self.augment
         frame, mask = self.clutter_pair(index)
         image = frame
@@ -152,7 +156,19 @@ class IRSTDDataset(Dataset):
             if mask.any() and rng.random() < aug.target_crop_p:
                 centres = mask
             elif rng.random() < 0.5:
-                centres = frame >= np.quantile(frame, 0.9995)
+                mined = aug.clutter_mined.get(index) if aug.clutter_mined else None
+                if mined is not None and len(mined):
+                    centres = np.zeros(frame.shape, bool)
+                    rows, cols = mined[:, 0], mined[:, 1]
+                    inside = (rows < frame.shape[0]) & (cols < frame.shape[1])
+                    if not inside.all():
+                        raise ValueError(
+                            f"mined centres of clutter frame {index} lie outside its "
+                            f"{frame.shape[1]}x{frame.shape[0]} pixels (mined on other frames?)"
+                        )
+                    centres[rows, cols] = True
+                else:
+                    centres = frame >= np.quantile(frame, 0.9995)
             centred = 1.0 if centres is not None else 0.0
             image, mask = random_crop(image, mask, aug.crop_size, centred, rng, centres=centres)
         image, mask = augment_pair(image, mask, replace(aug, crop_size=None), rng)

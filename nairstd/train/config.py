@@ -39,6 +39,7 @@ HASHED_WHEN_SET: dict[str, Any] = {
     "optim": "official",
     "clutter_p": 0.0,
     "clutter_frames": 64,
+    "clutter_mined": "",
 }
 
 
@@ -83,6 +84,10 @@ class TrainConfig:
     # ends (nairstd.data.dataset.IRSTDDataset.clutter_item; 0.0: off), and how many such frames.
     clutter_p: float = 0.0
     clutter_frames: int = 64
+    # A model-mined hard-negative record (nairstd.hardneg.write_mined; its name is its content's
+    # digest, so the run id follows the centres): clutter crops on that model's false targets
+    # instead of the brightest pixels ("": none).
+    clutter_mined: str = ""
     epochs: int = 20  # passes over the training split
     batch_size: int = 8  # global batch (split over the processes under torchrun)
     epoch_steps: int | None = None  # optional cap on the steps of each epoch (short epochs)
@@ -148,6 +153,8 @@ class TrainConfig:
             raise ValueError(f"clutter_p must lie in 0..1, got {self.clutter_p!r}")
         if not isinstance(self.clutter_frames, int) or self.clutter_frames < 1:
             raise ValueError(f"clutter_frames must be an integer >= 1, got {self.clutter_frames!r}")
+        if self.clutter_mined and not self.clutter_p:
+            raise ValueError("clutter_mined needs clutter_p > 0 (it only steers clutter samples)")
         if not self.fa_weight >= 0.0:
             raise ValueError(f"fa_weight must be >= 0, got {self.fa_weight!r}")
         if self.val_every < 1 or self.ckpt_every < 1:

@@ -11,6 +11,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from nairstd.data.dataset import AugmentConfig, IRSTDDataset
 from nairstd.data.index import DatasetIndex
+from nairstd.hardneg import load_mined
 from nairstd.protocols import NATIVE
 from nairstd.train.config import TrainConfig
 
@@ -41,6 +42,7 @@ class TrainBatches:
             frame_stats=cfg.frame_stats,
             clutter_p=cfg.clutter_p,
             clutter_frames=cfg.clutter_frames,
+            clutter_mined=load_mined(cfg.clutter_mined) if cfg.clutter_mined else None,
         )
         self.dataset = IRSTDDataset(
             index,

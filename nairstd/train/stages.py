@@ -332,6 +332,7 @@ def stage1_config_for(config: TrainConfig) -> TrainConfig:
         scale_max=config.scale_max,
         background_p=config.background_p,
         clutter_p=config.clutter_p,
+        clutter_mined=config.clutter_mined,
         batch_size=config.batch_size,
         val_limit=config.val_limit,
         seed=config.seed,
