@@ -74,6 +74,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "nairstd.onnx_backend",
             "nairstd.export",
             "nairstd.onnx_sized",
+            "nairstd.hardneg",
         ),
     ),
     ("training", ("nairstd.train", "nairstd.train.*", "nairstd.finetune")),
